@@ -49,7 +49,7 @@ _ML1M_OCCUPATIONS = [
     "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
-]  # fmt: skip
+]
 
 _NO_GENRES = "(no genres listed)"
 
@@ -176,20 +176,20 @@ def _parse_dat(read: Reader, has: Callable[[str], bool], variant: Variant) -> Da
     raw_movies = _read_table(
         read, "movies.dat", sep="::", names=["item", "raw_title", "genres"],
         dtype={"item": np.int64, "raw_title": str, "genres": str}, encoding=encoding,
-    )  # fmt: skip
+    )
     movies = _movies_frame(raw_movies)
     if has("tags.dat"):
         tags = _read_table(
             read, "tags.dat", sep="::", names=["user", "item", "tag", "timestamp"],
             dtype={"tag": str}, encoding=encoding,
-        )  # fmt: skip
+        )
         movies = _attach_tags(movies, tags)
     users = None
     if has("users.dat"):
         frame = _read_table(
             read, "users.dat", sep="::", names=["user", "gender", "age", "occupation", "zip"],
             dtype={"zip": str}, encoding=encoding,
-        )  # fmt: skip
+        )
         codes = frame["occupation"].to_numpy()
         frame["occupation"] = np.array(_ML1M_OCCUPATIONS, dtype=object)[codes]
         users = Users(frame[["user", "age", "gender", "occupation", "zip"]])
@@ -206,7 +206,7 @@ def _parse_csv(read: Reader, has: Callable[[str], bool], variant: Variant) -> Da
         io.BytesIO(read("ratings.csv")),
         dtype={"userId": np.int64, "movieId": np.int64, "rating": np.float32,
                "timestamp": np.int64},
-    ).rename(columns={"userId": "user", "movieId": "item"})  # fmt: skip
+    ).rename(columns={"userId": "user", "movieId": "item"})
     raw_movies = pd.read_csv(
         io.BytesIO(read("movies.csv")), dtype={"movieId": np.int64, "title": str, "genres": str}
     ).rename(columns={"movieId": "item", "title": "raw_title"})
@@ -531,4 +531,4 @@ def read_movies_file(path: str | Path) -> Catalog:
     return Catalog(
         pd.DataFrame({"item": raw["item"].to_numpy(), "title": titles, "year": years,
                       "genres": genres})
-    )  # fmt: skip
+    )

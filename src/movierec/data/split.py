@@ -198,16 +198,16 @@ def make_split(dataset: Dataset, spec: str) -> Split:
     kind, *args = spec.split(":")
     ratings = dataset.ratings
     defaults = {"random": ["0.9", "42"], "user-ratio": ["0.75", "42"], "temporal": ["0.8"],
-                "leave-last": ["1"], "kfold": ["5", "1", "42"]}  # fmt: skip
+                "leave-last": ["1"], "kfold": ["5", "1", "42"]}
     if kind not in defaults or len(args) > len(defaults[kind]):
         raise ConfigError(f"unknown split {spec!r}; expected one of {SPEC_HELP}")
     args = args + defaults[kind][len(args) :]
     if kind == "random":
         return random_split(ratings, _number(args[0], float, "FRAC", spec),
-                            _number(args[1], int, "SEED", spec))  # fmt: skip
+                            _number(args[1], int, "SEED", spec))
     if kind == "user-ratio":
         return user_ratio_split(ratings, _number(args[0], float, "FRAC", spec),
-                                _number(args[1], int, "SEED", spec))  # fmt: skip
+                                _number(args[1], int, "SEED", spec))
     if kind == "temporal":
         return temporal_split(ratings, _number(args[0], float, "FRAC", spec))
     if kind == "leave-last":

@@ -1,0 +1,613 @@
+"""The `movierec` command: thin commands over the library (the only place that prints or exits).
+
+Exit codes: 0 ok; 2 bad input (one line on stderr, no traceback); 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from movierec import __version__
+from movierec.errors import ConfigError, MovieRecError
+
+app = typer.Typer(
+    name="movierec",
+    help="Movie recommendations from MovieLens or your own ratings: fetch data, train, evaluate, "
+    "recommend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="List, fetch, inspect and synthesise datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# -- shared options ----------------------------------------------------------------------------
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+MirrorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mirror",
+        help="Folder or URL holding MovieLens archives under their official names "
+        "(default: $MOVIEREC_MIRROR, then GroupLens).",
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Cache folder (default: $MOVIEREC_DATA or the user cache)."),
+]
+NameArg = Annotated[
+    str,
+    typer.Argument(
+        help="A dataset name (see `movierec data list`) or the path of your own ratings file "
+        "(CSV/TSV/Parquet with user, item, rating[, timestamp]).",
+        show_default=False,
+    ),
+]
+MoviesOpt = Annotated[
+    Path | None,
+    typer.Option("--movies", help="For your own ratings file: a movies.csv-style file "
+                 "(movieId,title,genres)."),
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Model name (see `movierec models`)."),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Hyperparameter as name=value; repeat for several."),
+]
+KOpt = Annotated[int, typer.Option("--k", "-k", help="Length of recommendation lists.", min=1)]
+
+
+def _handle_errors(command: F) -> F:
+    """Turn expected errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MovieRecError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is pd.NA:
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich progress display for byte transfers, as a `movierec.data.download.Progress`."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not enabled,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(description: str, done: int, total: int | None) -> None:
+        if description not in tasks:
+            tasks[description] = progress.add_task(description, total=total)
+        progress.update(tasks[description], completed=done, total=total)
+
+    with progress:
+        yield report
+
+
+def _load(name: str, mirror: str | None, data_dir: Path | None, movies: Path | None,
+          quiet: bool) -> Any:
+    from movierec.data.download import load_dataset
+
+    with _progress(not quiet) as report:
+        return load_dataset(name, mirror=mirror, data_dir=data_dir, movies=movies,
+                            progress=report)
+
+
+def _genres(value: Any) -> str:
+    return "|".join(value) if isinstance(value, list | tuple | np.ndarray) and len(value) else "-"
+
+
+def _year(value: Any) -> str:
+    return "" if value is None or value is pd.NA or pd.isna(value) else str(int(value))
+
+
+# -- top level ---------------------------------------------------------------------------------
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"movierec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+@app.command("models")
+@_handle_errors
+def models_command(as_json: JsonOpt = False) -> None:
+    """List the available models and their hyperparameters."""
+    from movierec.models.registry import MODELS
+
+    rows = [
+        {"name": name, "predicts_ratings": cls.predicts_ratings,
+         "params": cls.default_params(), "summary": (cls.__doc__ or "").strip().splitlines()[0]}
+        for name, cls in sorted(MODELS.items())
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "hyperparameters (defaults)", "what it is")
+    for row in rows:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        table.add_row(row["name"], params, row["summary"])
+    out.print(table)
+
+
+# -- data --------------------------------------------------------------------------------------
+@data_app.command("list")
+@_handle_errors
+def data_list(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List the MovieLens datasets movierec knows, and which are cached."""
+    from movierec.data.download import is_cached
+    from movierec.data.registry import VARIANTS
+
+    rows = [
+        {"name": v.name, "ratings": v.ratings, "users": v.users, "movies": v.movies,
+         "scale": list(v.scale), "archive_bytes": v.size, "cached": is_cached(v.name, data_dir),
+         "description": v.description}
+        for v in VARIANTS.values()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "ratings", "users", "movies", "scale", "size", "cached", "description")
+    for r in rows:
+        size = f"{r['archive_bytes'] / 1e6:.1f} MB" if r["archive_bytes"] else "?"
+        table.add_row(r["name"], f"{r['ratings']:,}", f"{r['users']:,}", f"{r['movies']:,}",
+                      f"{r['scale'][0]:g}-{r['scale'][1]:g}", size, "yes" if r["cached"] else "",
+                      r["description"])
+    out.print(table)
+
+
+@data_app.command("fetch")
+@_handle_errors
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. ml-latest-small.")],
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Download and rebuild the cache.")] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Accept the archive without checksum checks.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download (or copy from a mirror), verify and cache a MovieLens dataset."""
+    from movierec.data.download import data_home, fetch_archive, load_dataset
+
+    start = time.perf_counter()
+    with _progress(not as_json) as report:
+        archive = fetch_archive(name, mirror=mirror, data_dir=data_dir, force=force,
+                                verify=not no_verify, progress=report)
+        dataset = load_dataset(name, data_dir=data_dir, refresh=force, progress=report)
+    payload = {
+        "name": name,
+        "archive": str(archive),
+        "cache": str(data_home(data_dir) / name),
+        "seconds": round(time.perf_counter() - start, 3),
+        **dataset.ratings.describe(),
+    }
+    if as_json:
+        _print_json(payload)
+        return
+    out.print(
+        f"[green]✓[/] {name}: {len(dataset.ratings):,} ratings, {dataset.ratings.n_users:,} users, "
+        f"{len(dataset.catalog):,} movies, cached in {payload['cache']} "
+        f"({payload['seconds']:.1f} s)"
+    )
+
+
+@data_app.command("info")
+@_handle_errors
+def data_info(
+    name: NameArg,
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    movies: MoviesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a dataset: counts, density, rating scale and distribution, time span, genres."""
+    dataset = _load(name, mirror, data_dir, movies, as_json)
+    info = dataset.ratings.describe()
+    info["name"] = dataset.name
+    info["catalog_movies"] = len(dataset.catalog)
+    info["genres"] = dataset.catalog.genres
+    info["demographics"] = dataset.users is not None
+    info["canonical_folds"] = list(dataset.folds)
+    info["fingerprint"] = dataset.ratings.fingerprint()
+    if as_json:
+        _print_json(info)
+        return
+    table = Table(show_header=False, title=f"[bold]{dataset.name}")
+    for key, value in info.items():
+        if key == "genres":
+            value = ", ".join(value)
+        elif key == "rating_counts":
+            value = "  ".join(f"{k}:{v:,}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@data_app.command("synth")
+@_handle_errors
+def data_synth(
+    users: Annotated[int, typer.Option("--users", help="Number of users.", min=1)],
+    items: Annotated[int, typer.Option("--items", help="Number of movies.", min=1)],
+    ratings: Annotated[int, typer.Option("--ratings", help="Number of ratings.", min=1)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
+    scale: Annotated[str, typer.Option("--scale", help="0.5-5 (half stars) or 1-5.")] = "0.5-5",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            help="Also write a zip in the official layout of this dataset name "
+            "(ml-100k, ml-1m, ml-10m, ml-latest-small, ...).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate MovieLens-shaped synthetic data (ratings.parquet + movies.csv, optionally a zip)."""
+    from movierec.data.synth import synthesize, write_archive
+
+    if scale not in ("0.5-5", "1-5"):
+        raise ConfigError(f"--scale must be 0.5-5 or 1-5, got {scale!r}")
+    start = time.perf_counter()
+    with err.status("synthesising ...", spinner="dots") if not as_json else _nullcontext():
+        dataset = synthesize(users, items, ratings, scale=scale, seed=seed)
+    generated = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = _write_own_files(dataset, out_dir)
+    if layout is not None:
+        written.append(write_archive(dataset, out_dir / f"{layout}.zip", layout))
+    payload = {"ratings": len(dataset.ratings), "users": dataset.ratings.n_users,
+               "movies": len(dataset.catalog), "seconds": round(generated, 3),
+               "files": [str(p) for p in written]}
+    if as_json:
+        _print_json(payload)
+        return
+    out.print(f"[green]✓[/] {payload['ratings']:,} ratings from {payload['users']:,} users on "
+              f"{payload['movies']:,} movies in {generated:.1f} s")
+    for path in written:
+        out.print(f"  {path}")
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+def _write_own_files(dataset: Any, folder: Path) -> list[Path]:
+    """ratings.parquet + movies.csv: the form `movierec train FILE --movies FILE` reads."""
+    ratings_path = folder / "ratings.parquet"
+    movies_path = folder / "movies.csv"
+    frame = dataset.ratings.to_frame().rename(columns={"user": "userId", "item": "movieId"})
+    temp = ratings_path.with_suffix(".parquet.part")
+    frame.to_parquet(temp, index=False)
+    temp.replace(ratings_path)
+    catalog = dataset.catalog.frame
+    titles = [f"{t} ({int(y)})" if not pd.isna(y) else t
+              for t, y in zip(catalog["title"], catalog["year"], strict=True)]
+    movies = pd.DataFrame({"movieId": catalog["item"], "title": titles,
+                           "genres": [_genres(g) if len(g) else "(no genres listed)"
+                                      for g in catalog["genres"]]})
+    temp = movies_path.with_suffix(".csv.part")
+    movies.to_csv(temp, index=False)
+    temp.replace(movies_path)
+    return [ratings_path, movies_path]
+
+
+# -- train / evaluate --------------------------------------------------------------------------
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        "-s",
+        help="u1..u5, ua, ub (ml-100k folds), random:FRAC:SEED, user-ratio:FRAC:SEED, "
+        "temporal:FRAC, leave-last:N, kfold:K:FOLD:SEED; `none` trains on everything.",
+    ),
+]
+
+
+def _fit(model: Any, train: Any, quiet: bool) -> tuple[float, list[dict[str, Any]]]:
+    """Fit with an epoch progress bar; return (seconds, history)."""
+    history: list[dict[str, Any]] = []
+    progress = Progress(TextColumn("training {task.fields[name]}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                        TimeRemainingColumn(), console=err, transient=True,
+                        disable=quiet)
+    with progress:
+        task = progress.add_task("fit", total=None, name=model.name, note="")
+
+        def callback(event: str, info: dict[str, Any]) -> None:
+            if event == "epoch":
+                history.append(dict(info))
+                note = "  ".join(f"{k} {v:.4f}" for k, v in info.items()
+                                 if isinstance(v, float))
+                progress.update(task, completed=info.get("epoch"), total=info.get("epochs"),
+                                note=note)
+
+        start = time.perf_counter()
+        model.fit(train, callback=callback)
+    return time.perf_counter() - start, history
+
+
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table("metric", "value", title=title)
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    return table
+
+
+@app.command("train")
+@_handle_errors
+def train_command(
+    name: NameArg,
+    model_name: ModelOpt = "bias",
+    split: SplitOpt = "random:0.9:42",
+    param: ParamOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Artifact folder (default: runs/<dataset>-<model>)."),
+    ] = None,
+    k: KOpt = 10,
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    movies: MoviesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
+    from movierec.data.split import make_split
+    from movierec.eval.protocol import evaluate
+    from movierec.models.registry import create_model, parse_params
+
+    model = create_model(model_name, **parse_params(model_name, param or []))
+    dataset = _load(name, mirror, data_dir, movies, as_json)
+    if split.strip().lower() == "none":
+        train, split_obj = dataset.ratings, None
+    else:
+        split_obj = make_split(dataset, split)
+        train = split_obj.train
+    seconds, history = _fit(model, train, as_json)
+    metrics: dict[str, float] = {}
+    if split_obj is not None:
+        metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
+    dataset_label = Path(dataset.name).stem if Path(dataset.name).suffix else dataset.name
+    target = out_dir or Path("runs") / f"{dataset_label}-{model_name}"
+    model.save(
+        target,
+        catalog=dataset.catalog,
+        metrics=metrics,
+        history=history,
+        data={"dataset": dataset.name, "split": split_obj.recipe if split_obj else "none",
+              "fingerprint": train.fingerprint(), "train_ratings": len(train),
+              "fit_seconds": round(seconds, 4)},
+    )
+    payload = {"model": model_name, "params": model.get_params(), "dataset": dataset.name,
+               "split": split, "fit_seconds": seconds, "metrics": metrics,
+               "artifact": str(target)}
+    if as_json:
+        _print_json(payload)
+        return
+    out.print(f"[green]✓[/] trained {model_name} on {len(train):,} ratings of {dataset.name} "
+              f"in {seconds:.2f} s")
+    if metrics:
+        out.print(_metrics_table(f"{model_name} on {dataset.name} ({split})", metrics))
+    out.print(f"saved to {target}   (try: movierec recommend --model-dir {target} --user ID)")
+
+
+@app.command("evaluate")
+@_handle_errors
+def evaluate_command(
+    name: NameArg,
+    model_name: ModelOpt = "bias",
+    split: SplitOpt = "random:0.9:42",
+    param: ParamOpt = None,
+    k: KOpt = 10,
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    movies: MoviesOpt = None,
+    per_user: Annotated[
+        Path | None, typer.Option("--per-user", help="Write per-user metrics to this CSV file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train on a split's train part and report rating and top-N metrics on its test part."""
+    from movierec.data.split import make_split
+    from movierec.eval.protocol import evaluate
+    from movierec.models.registry import create_model, parse_params
+
+    model = create_model(model_name, **parse_params(model_name, param or []))
+    dataset = _load(name, mirror, data_dir, movies, as_json)
+    split_obj = make_split(dataset, split)
+    seconds, _ = _fit(model, split_obj.train, as_json)
+    report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
+    report.timings["fit_s"] = seconds
+    if per_user is not None:
+        report.per_user.to_csv(per_user, index=False)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    out.print(_metrics_table(f"{model_name} on {dataset.name} ({split_obj.recipe})",
+                             report.metrics))
+    out.print(f"fit {seconds:.2f} s; {report.info.get('users_evaluated', 0):,} users evaluated"
+              f", {report.info.get('fallbacks', 0):,} fallback predictions")
+
+
+# -- recommend ---------------------------------------------------------------------------------
+def _parse_rate(values: list[str]) -> list[tuple[str, float]]:
+    pairs = []
+    for value in values:
+        movie, sep, rating = value.partition("=")
+        try:
+            if not sep or not movie.strip():
+                raise ValueError
+            pairs.append((movie.strip(), float(rating)))
+        except ValueError:
+            raise ConfigError(f"--rate must look like MOVIE=RATING (e.g. 1=5), got {value!r}"
+                              ) from None
+    return pairs
+
+
+def _movie_rows(catalog: Any, frame: pd.DataFrame, value_column: str) -> list[dict[str, Any]]:
+    if catalog is None:
+        details = pd.DataFrame({"title": [str(i) for i in frame["item"]],
+                                "year": [None] * len(frame), "genres": [[]] * len(frame)})
+    else:
+        details = catalog.rows(frame["item"].to_numpy())
+    rows = []
+    for item, value, title, year, genres in zip(
+        frame["item"].tolist(), frame[value_column].tolist(), details["title"].tolist(),
+        details["year"].tolist(), details["genres"].tolist(), strict=True,
+    ):
+        rows.append({"item": item, "title": title, "year": None if pd.isna(year) else int(year),
+                     "genres": list(genres), value_column: float(value)})
+    return rows
+
+
+def _movies_table(title: str, rows: list[dict[str, Any]], value_column: str) -> Table:
+    table = Table("#", "movie", "title", "year", "genres", value_column, title=title)
+    for rank, row in enumerate(rows, start=1):
+        table.add_row(str(rank), str(row["item"]), row["title"], _year(row["year"]),
+                      _genres(row["genres"]), f"{row[value_column]:.2f}")
+    return table
+
+
+@app.command("recommend")
+@_handle_errors
+def recommend_command(
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="A user id from training.")
+                    ] = None,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option("--rate", "-r", help="MOVIE=RATING for a new user; repeat for several."),
+    ] = None,
+    k: KOpt = 10,
+    history: Annotated[int, typer.Option("--history", help="How many of the user's top-rated "
+                                         "movies to show first.", min=0)] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recommend movies to a known user (--user) or to a new one from a few ratings (--rate)."""
+    from movierec.artifacts import load_model
+
+    if (user is None) == (not rate):
+        raise ConfigError("give either --user ID or one or more --rate MOVIE=RATING")
+    artifact = load_model(model_dir)
+    model, catalog = artifact.model, artifact.catalog
+    if user is not None:
+        rated = model.user_history(user).head(history)
+        recs = model.recommend(user, k=k)
+        who = f"user {user}"
+    else:
+        pairs = _parse_rate(rate or [])
+        unknown = [m for m, _ in pairs if m not in model.items_]
+        if len(unknown) == len(pairs):
+            raise ConfigError(f"none of the rated movies is known to the model "
+                              f"(e.g. {unknown[0]}); use movie ids from the training data")
+        rated = pd.DataFrame({"item": [model.items_.ids[model.items_.index(m)] for m, _ in pairs
+                                       if m in model.items_],
+                              "rating": [r for m, r in pairs if m in model.items_]})
+        recs = model.recommend_for_ratings(pairs, k=k)
+        who = "a new user"
+        if unknown:
+            err.print(f"[yellow]note:[/] ignored movies unknown to the model: "
+                      f"{', '.join(unknown)}")
+    rated_rows = _movie_rows(catalog, rated, "rating")
+    rec_rows = _movie_rows(catalog, recs, "score")
+    if as_json:
+        _print_json({"user": user, "rated": rated_rows, "recommendations": rec_rows,
+                     "model": artifact.manifest.get("model")})
+        return
+    if rated_rows:
+        heading = f"Movies {who} rated" + (" highest" if user is not None else "")
+        out.print(_movies_table(heading, rated_rows, "rating"))
+    out.print(_movies_table(f"Top {k} for {who} ({artifact.manifest.get('model')})", rec_rows,
+                            "score"))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
