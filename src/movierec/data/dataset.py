@@ -403,7 +403,7 @@ def infer_scale(rating: np.ndarray) -> tuple[float, float]:
     return (low, high)
 
 
-_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?\)\s*$")
+_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?\)\s*$", re.DOTALL)
 
 
 def split_title_year(raw: str) -> tuple[str, int | None]:
@@ -498,7 +498,7 @@ class Catalog:
         for word in words:
             hit = titles.str.contains(word, regex=False).to_numpy()
             if word.isdigit() and len(word) == 4:
-                hit |= (years == word).to_numpy()
+                hit = hit | (years == word).to_numpy(dtype=bool)
             mask &= hit
         found = self.frame[mask]
         phrase = " ".join(w for w in words if not (w.isdigit() and len(w) == 4))

@@ -1,0 +1,200 @@
+"""Vocabulary, Ratings, Catalog: identities, immutability, errors, title parsing, search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from movierec.data.dataset import Catalog, Ratings, Vocabulary, infer_scale, split_title_year
+from movierec.errors import DataError, UnknownIdError
+
+
+def small() -> Ratings:
+    # users 10, 20, 30; movies 7, 3, 5; file order kept
+    return Ratings.from_arrays(
+        [20, 10, 10, 30, 20], [7, 3, 7, 5, 5], [4.0, 5.0, 3.0, 2.0, 1.0], [5, 4, 3, 2, 1],
+        scale=(1, 5),
+    )
+
+
+class TestVocabulary:
+    def test_from_values_sorts_and_maps_both_ways(self) -> None:
+        vocab = Vocabulary.from_values([30, 10, 20, 10], "user")
+        assert vocab.ids.tolist() == [10, 20, 30]
+        assert vocab.index(20) == 1
+        assert vocab.id_of(2) == 30
+        assert vocab.indices([30, 10]).tolist() == [2, 0]
+
+    def test_unknown_ids_raise_or_mask(self) -> None:
+        vocab = Vocabulary.from_values([1, 2, 3], "movie")
+        with pytest.raises(UnknownIdError, match="unknown movie id 9"):
+            vocab.index(9)
+        with pytest.raises(UnknownIdError):
+            vocab.indices([1, 9])
+        assert vocab.indices([1, 9, 3], missing="mask").tolist() == [0, -1, 2]
+        assert 9 not in vocab and 2 in vocab
+
+    def test_string_input_finds_integer_ids_and_back(self) -> None:
+        ints = Vocabulary.from_values([5, 42])
+        assert ints.index("42") == 1
+        assert ints.indices(np.array(["5", "42"])).tolist() == [0, 1]
+        strings = Vocabulary(["a", "42"])
+        assert strings.index(42) == 1
+        assert "zz" not in strings and "a" in strings
+
+    def test_duplicates_rejected(self) -> None:
+        with pytest.raises(DataError, match="unique"):
+            Vocabulary([1, 2, 1])
+
+    def test_ids_are_read_only(self) -> None:
+        vocab = Vocabulary.from_values([1, 2])
+        with pytest.raises(ValueError):
+            vocab.ids[0] = 5
+
+    def test_equality(self) -> None:
+        assert Vocabulary([1, 2]) == Vocabulary(np.array([1, 2]))
+        assert Vocabulary([1, 2]) != Vocabulary([2, 1])
+
+
+class TestRatings:
+    def test_indices_follow_sorted_vocabularies_and_file_order(self) -> None:
+        r = small()
+        assert r.users.ids.tolist() == [10, 20, 30]
+        assert r.items.ids.tolist() == [3, 5, 7]
+        assert r.user_index.tolist() == [1, 0, 0, 2, 1]
+        assert r.item_index.tolist() == [2, 0, 2, 1, 1]
+        assert r.user_ids.tolist() == [20, 10, 10, 30, 20]
+        assert r.user_counts.tolist() == [2, 2, 1]
+        assert r.item_counts.tolist() == [1, 2, 2]
+
+    def test_csr_holds_the_ratings(self) -> None:
+        dense = small().csr.toarray()
+        expected = np.array([[5, 0, 3], [0, 1, 4], [0, 2, 0]], dtype=np.float32)
+        np.testing.assert_array_equal(dense, expected)
+
+    def test_arrays_are_immutable(self) -> None:
+        r = small()
+        for array in (r.user_index, r.item_index, r.rating, r.timestamp):
+            with pytest.raises(ValueError):
+                array[0] = 0
+
+    def test_duplicate_pairs_detected(self) -> None:
+        r = Ratings.from_arrays([1, 1], [2, 2], [3.0, 4.0])
+        with pytest.raises(DataError, match="more than once"):
+            _ = r.csr
+
+    def test_ratings_outside_scale_and_nan_rejected(self) -> None:
+        with pytest.raises(DataError, match="scale"):
+            Ratings.from_arrays([1], [1], [6.0], scale=(1, 5))
+        with pytest.raises(DataError, match="NaN"):
+            Ratings.from_arrays([1], [1], [np.nan])
+
+    def test_ragged_arrays_rejected(self) -> None:
+        vocab = Vocabulary([1])
+        with pytest.raises(DataError, match="rows"):
+            Ratings(vocab, vocab, np.array([0, 0]), np.array([0]), np.array([1.0, 2.0]))
+
+    def test_take_reindexes_or_keeps(self) -> None:
+        r = small()
+        part = r.take(np.array([3, 0]))
+        assert part.users.ids.tolist() == [20, 30]
+        assert part.user_ids.tolist() == [30, 20]
+        assert part.rating.tolist() == [2.0, 4.0]
+        kept = r.take(np.array([False, True, False, False, False]), reindex=False)
+        assert kept.users == r.users and kept.user_index.tolist() == [0]
+
+    def test_fingerprint_depends_on_rows_not_vocab(self) -> None:
+        r = small()
+        same = Ratings.from_frame(r.to_frame(), scale=(1, 5))
+        assert same.fingerprint() == r.fingerprint()
+        assert r.take(np.arange(5)[::-1]).fingerprint() != r.fingerprint()
+        assert len(r.fingerprint()) == 64
+
+    def test_describe(self) -> None:
+        info = small().describe()
+        assert info["ratings"] == 5 and info["users"] == 3 and info["movies"] == 3
+        assert info["density"] == pytest.approx(5 / 9)
+        assert info["rating_counts"] == {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1}
+        assert info["first_rating"] == "1970-01-01T00:00:01"
+
+
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [([1, 2, 5], (1, 5)), ([0.5, 4], (0.5, 5)), ([3.5, 4], (0.5, 5)), ([-10, 10], (-10, 10))],
+)
+def test_infer_scale(values: list[float], scale: tuple[float, float]) -> None:
+    assert infer_scale(np.asarray(values, dtype=np.float32)) == scale
+
+
+@pytest.mark.parametrize(
+    ("raw", "title", "year"),
+    [
+        ("Toy Story (1995)", "Toy Story", 1995),
+        ("Shawshank Redemption, The (1994)", "Shawshank Redemption, The", 1994),
+        ("City of Lost Children, The (Cité des enfants perdus, La) (1995)",
+         "City of Lost Children, The (Cité des enfants perdus, La)", 1995),
+        ("Babylon 5", "Babylon 5", None),
+        ("Fawlty Towers (1975-1979)", "Fawlty Towers", 1975),
+        ("  Heat (1995)  ", "Heat", 1995),
+        ("", "", None),
+    ],
+)
+def test_split_title_year(raw: str, title: str, year: int | None) -> None:
+    assert split_title_year(raw) == (title, year)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+       st.integers(1900, 2030))
+def test_title_year_round_trip(title: str, year: int) -> None:
+    clean = title.strip()
+    assert split_title_year(f"{clean} ({year})") == (clean, year)
+
+
+def catalog() -> Catalog:
+    return Catalog(pd.DataFrame({
+        "item": [1, 2, 3, 4],
+        "title": ["Toy Story", "Toy Story 2", "Story of Us, The", "Heat"],
+        "year": [1995, 1999, 1999, 1995],
+        "genres": [["Animation", "Comedy"], ["Animation"], ["Drama"], []],
+    }))
+
+
+class TestCatalog:
+    def test_get_returns_plain_values(self) -> None:
+        assert catalog().get(2) == {"item": 2, "title": "Toy Story 2", "year": 1999,
+                                    "genres": ["Animation"]}
+        with pytest.raises(UnknownIdError):
+            catalog().get(99)
+
+    def test_search_ranks_exact_then_prefix(self) -> None:
+        found = catalog().search("toy story")
+        assert found["item"].tolist() == [1, 2]
+        # the year word filters to 1999; "Story of Us, The" starts with "story", so it leads.
+        assert catalog().search("story 1999")["item"].tolist() == [3, 2]
+        assert catalog().search("nothing like this").empty
+        assert catalog().search("   ").empty
+
+    def test_search_orders_by_rank_then_length(self) -> None:
+        # "story": "Story of Us, The" starts with it (rank 1); the others contain it (rank 2),
+        # shorter title first.
+        assert catalog().search("story")["item"].tolist() == [3, 1, 2]
+
+    def test_genres_and_matrix(self) -> None:
+        c = catalog()
+        assert c.genres == ["Animation", "Comedy", "Drama"]
+        matrix = c.genre_matrix([3, 1, 99]).toarray()
+        np.testing.assert_array_equal(matrix, [[0, 0, 1], [1, 1, 0], [0, 0, 0]])
+
+    def test_rows_marks_unknown_movies(self) -> None:
+        rows = catalog().rows([4, 77])
+        assert rows["title"].tolist() == ["Heat", "(unknown movie)"]
+        assert rows["item"].tolist() == [4, 77]
+
+    def test_duplicate_ids_rejected(self) -> None:
+        frame = pd.DataFrame({"item": [1, 1], "title": ["a", "b"], "year": [None, None],
+                              "genres": [[], []]})
+        with pytest.raises(DataError):
+            Catalog(frame)
