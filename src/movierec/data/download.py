@@ -27,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,17 +84,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_archive(path: str | Path, variant: Variant, md5: str | None = None) -> str:
+def verify_archive(
+    path: str | Path, variant: Variant, md5: str | None = None, label: str | None = None
+) -> str:
     """Check that ``path`` is a genuine ``variant`` archive; return how it was verified.
 
     Accepted, in order: the official archive's SHA-256 (``"sha256"``); a zip whose pinned key members
     all match their SHA-256 (``"members"``, a genuine repack); the MD5 GroupLens publishes, passed as
     ``md5`` (``"md5"``).
 
+    ``label`` names the file in messages (default: its file name).
+
     Raises:
         ChecksumError: if none of these holds (corrupt, truncated, foreign or unverifiable file).
     """
     path = Path(path)
+    label = label or path.name
     if variant.sha256 and _sha256(path) == variant.sha256:
         return "sha256"
     if variant.member_sha256:
@@ -104,7 +110,7 @@ def verify_archive(path: str | Path, variant: Variant, md5: str | None = None) -
                     full = f"{variant.folder}/{member}"
                     if full not in names:
                         raise ChecksumError(
-                            f"{path.name} is not a genuine {variant.name} archive: "
+                            f"{label} is not a genuine {variant.name} archive: "
                             f"member {full} is missing"
                         )
                     digest = hashlib.sha256()
@@ -113,13 +119,13 @@ def verify_archive(path: str | Path, variant: Variant, md5: str | None = None) -
                             digest.update(block)
                     if digest.hexdigest() != expected:
                         raise ChecksumError(
-                            f"{path.name} is not a genuine {variant.name} archive: "
+                            f"{label} is not a genuine {variant.name} archive: "
                             f"{member} has sha256 {digest.hexdigest()[:16]}..., "
                             f"expected {expected[:16]}..."
                         )
-        except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
             raise ChecksumError(
-                f"{path.name} is not a valid {variant.name} archive (truncated or not a zip: {exc})"
+                f"{label} is not a valid {variant.name} archive (truncated or not a zip: {exc})"
             ) from None
         return "members"
     if md5 is not None:
@@ -130,15 +136,15 @@ def verify_archive(path: str | Path, variant: Variant, md5: str | None = None) -
         if digest.hexdigest() == md5.strip().lower():
             return "md5"
         raise ChecksumError(
-            f"{path.name} has md5 {digest.hexdigest()}, but GroupLens publishes {md5.strip()}"
+            f"{label} has md5 {digest.hexdigest()}, but GroupLens publishes {md5.strip()}"
         )
     if variant.sha256:
         raise ChecksumError(
-            f"{path.name} does not match the official {variant.name} archive "
+            f"{label} does not match the official {variant.name} archive "
             f"(sha256 {_sha256(path)[:16]}..., expected {variant.sha256[:16]}...)"
         )
     raise ChecksumError(
-        f"{path.name}: no checksum is available to verify {variant.name} "
+        f"{label}: no checksum is available to verify {variant.name} "
         f"(its .md5 could not be fetched); pass --no-verify to accept it unchecked"
     )
 
@@ -253,7 +259,7 @@ def fetch_archive(
             md5 = None
             if not variant.sha256 and not variant.member_sha256 and variant.md5_published:
                 md5 = _fetch_md5(variant, mirror)
-            how = verify_archive(temp, variant, md5=md5)
+            how = verify_archive(temp, variant, md5=md5, label=f"{variant.filename} from {location}")
             log.info("%s verified by %s", variant.filename, how)
         else:
             log.warning("%s accepted without verification", variant.filename)
