@@ -498,7 +498,9 @@ def _parse_times(column: pd.Series, path: Path, first_line: int) -> np.ndarray:
             f"{path}:{row + first_line}: timestamp is neither Unix seconds nor a date, "
             f"got {column.iloc[row]!r}"
         )
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64)
+    # Resolution-independent (pandas may parse at s, ms, us or ns): whole seconds since the epoch.
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
 
 
 def read_movies_file(path: str | Path) -> Catalog:
