@@ -487,12 +487,6 @@ def test_malformed_rate(trained: tuple[Path, Any], value: str) -> None:
                      "MOVIE=RATING", repr(value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a NaN rating passes the scale check in Recommender.recommend_for_ratings "
-    "(models/base.py: `values.min() < low or values.max() > high` is False for NaN); the CLI then "
-    "exits 0 with no recommendations and prints `\"rating\": NaN`, which is not JSON",
-)
 def test_rate_nan_is_bad_input(trained: tuple[Path, Any]) -> None:
     assert_bad_input(run("recommend", "--model-dir", trained[0], "--rate", "1=nan", "--json"))
 

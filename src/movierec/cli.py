@@ -604,9 +604,29 @@ def recommend_command(
                             "score"))
 
 
+# Typer's usage errors are click's, or since typer 0.2x its own vendored copy; reach the class
+# through the public `typer.BadParameter` so both work.
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors too become one line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except _UsageError as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if not message:  # bare `movierec` / `movierec data`: the help was already shown
+            sys.exit(2)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see: {context.command_path} --help)" if context is not None else ""
+        err.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -243,13 +243,6 @@ class TestRankingByHand:
         assert rows["hit_rate"].tolist() == [0.0, 1.0, 1.0, 0.0]
         assert report.metrics["coverage@1"] == pytest.approx(2 / 5)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: eval/protocol.py takes the evaluated users from the test vocabulary "
-        "(`eval_users = test.users.ids`), so a test `Ratings` whose vocabulary lists a user with no "
-        "test rows (e.g. built with `take(..., reindex=False)`) evaluates that user with n_test 0 "
-        "and scores 0 for it, against BENCHMARKS.md ('users with at least one test item')",
-    )
     def test_only_users_with_test_rows_are_evaluated(self) -> None:
         split = hand_split()
         # the same test rows minus user 3's only one, keeping the test vocabulary (users 1..4)

@@ -79,9 +79,13 @@ def _ranking(
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, Any]]:
     test = split.test
     n_items = len(model.items_)
-    # Evaluated users: everyone with a test rating, in ascending raw id (test vocabulary order).
-    eval_users = test.users.ids
-    n_test = test.user_counts
+    # Evaluated users: everyone with a test rating, in ascending raw id. A test vocabulary may
+    # hold users without rows (a split built with reindex=False); they are not evaluated.
+    counts = test.user_counts
+    has_test = counts > 0
+    eval_users = test.users.ids[has_test]
+    n_test = counts[has_test]
+    row_of_user = np.cumsum(has_test) - 1
     model_user = model.users_.indices(eval_users, missing="mask")
     served = model_user >= 0
 
@@ -94,7 +98,7 @@ def _ranking(
     relevant = sp.csr_matrix(
         (
             np.ones(len(test), dtype=np.float32),
-            (test.user_index, column_of_test_item[test.item_index]),
+            (row_of_user[test.user_index], column_of_test_item[test.item_index]),
         ),
         shape=(len(eval_users), n_items + int(unseen.sum())),
     )
@@ -160,7 +164,8 @@ def evaluate(
     timings: dict[str, float] = {}
     info: dict[str, Any] = {"model": model.name, "split": split.recipe, "k": k,
                             "train_ratings": len(split.train), "test_ratings": len(split.test)}
-    per_user = pd.DataFrame({"user": split.test.users.ids, "n_test": split.test.user_counts})
+    counts = split.test.user_counts
+    per_user = pd.DataFrame({"user": split.test.users.ids[counts > 0], "n_test": counts[counts > 0]})
     if model.predicts_ratings:
         start = time.perf_counter()
         rating_summary, rating_info = _rating_metrics(model, split)

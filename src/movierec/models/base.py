@@ -239,9 +239,9 @@ class Recommender:
         raw_items = np.asarray([p[0] for p in pairs])
         values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
         low, high = self.scale_
-        if len(values) and (values.min() < low or values.max() > high):
-            bad = values[(values < low) | (values > high)][0]
-            raise ConfigError(f"ratings must lie in {low:g}..{high:g}, got {bad:g}")
+        outside = ~((values >= low) & (values <= high))  # NaN is outside too
+        if outside.any():
+            raise ConfigError(f"ratings must lie in {low:g}..{high:g}, got {values[outside][0]:g}")
         index = self.items_.indices(raw_items, missing="mask") if len(pairs) else np.empty(0, int)
         known = index >= 0
         scores = np.asarray(self._fold_in(index[known], values[known]), dtype=np.float64)
