@@ -355,7 +355,7 @@ def _resolve_columns(columns: list[str], path: Path) -> dict[str, str]:
 
 
 def _read_any(path: Path, sep: str | None) -> pd.DataFrame:
-    """Read CSV/TSV/Parquet as strings, keeping a header if there is one."""
+    """Read CSV/TSV/Parquet, keeping a header if there is one; clean numeric columns stay numeric."""
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
             return pd.read_parquet(path)
@@ -373,8 +373,7 @@ def _read_any(path: Path, sep: str | None) -> pd.DataFrame:
             path,
             sep=sep,
             header=0 if has_header else None,
-            dtype=str,
-            keep_default_na=False,
+            keep_default_na=False,  # a blank field keeps its column textual, so it is reported
             skip_blank_lines=True,
             engine="c" if len(sep) == 1 else "python",
         )
@@ -438,8 +437,14 @@ def read_ratings_file(
             raise DataError(f"{path}:{row + first_line}: {what}, got {value!r}")
 
     for role in ("user", "item"):
-        values = frame[role].astype(str).str.strip()
-        bad_row((values == "").to_numpy() | frame[role].isna().to_numpy(), f"empty {role}", role)
+        column = frame[role]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            bad_row(column.isna().to_numpy(), f"empty {role}", role)
+            if (column == column.round()).all():
+                frame[role] = column.astype(np.int64)
+                continue
+        values = column.astype(str).str.strip()
+        bad_row((values == "").to_numpy() | column.isna().to_numpy(), f"empty {role}", role)
         numeric = pd.to_numeric(values, errors="coerce")
         # Keep numeric ids numeric (so 10 sorts after 9) unless any id is not a whole number.
         if numeric.notna().all() and (numeric == numeric.round()).all():
@@ -451,23 +456,14 @@ def read_ratings_file(
     frame["rating"] = rating.astype(np.float32)
     if "timestamp" in frame:
         frame["timestamp"] = _parse_times(frame["timestamp"], path, first_line)
-
-    n_rows = len(frame)
-    keys = ["user", "item"]
-    dup_mask = frame.duplicated(keys, keep=False).to_numpy()
-    duplicates = int(frame.duplicated(keys).sum())
-    pairs = 0
-    if duplicates:
-        pairs = int(frame[dup_mask].drop_duplicates(keys).shape[0])
-        aggregations: dict[str, Any] = {"rating": "mean"}
-        if "timestamp" in frame:
-            aggregations["timestamp"] = "max"
-        frame = frame.groupby(keys, sort=False, as_index=False).agg(aggregations)
-        log.warning("%s: %d duplicate rows averaged into %d pairs", path, duplicates, pairs)
     try:
         ratings = Ratings.from_frame(frame, scale=scale)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
+    ratings, report = _average_duplicates(ratings)
+    if report.duplicates:
+        log.warning("%s: %d duplicate rows averaged into %d pairs", path, report.duplicates,
+                    report.pairs_averaged)
     catalog = (
         read_movies_file(movies)
         if movies is not None
@@ -482,8 +478,36 @@ def read_ratings_file(
             )
         )
     )
-    report = LoadReport(rows=n_rows, duplicates=duplicates, pairs_averaged=pairs)
     return Dataset(name=str(path), ratings=ratings, catalog=catalog), report
+
+
+def _average_duplicates(ratings: Ratings) -> tuple[Ratings, LoadReport]:
+    """Merge repeated (user, movie) rows: mean rating, latest timestamp, at the first row's place."""
+    n = len(ratings)
+    codes = ratings.user_index.astype(np.int64) * ratings.n_items + ratings.item_index
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    if len(starts) == n:
+        return ratings, LoadReport(rows=n, duplicates=0, pairs_averaged=0)
+    sizes = np.diff(np.r_[starts, n])
+    mean = np.add.reduceat(ratings.rating[order].astype(np.float64), starts) / sizes
+    first = order[starts]  # stable sort: the first occurrence in file order
+    keep = np.argsort(first, kind="stable")
+    timestamp = None
+    if ratings.timestamp is not None:
+        timestamp = np.maximum.reduceat(ratings.timestamp[order], starts)[keep]
+    merged = Ratings(
+        users=ratings.users,
+        items=ratings.items,
+        user_index=ratings.user_index[first[keep]],
+        item_index=ratings.item_index[first[keep]],
+        rating=mean[keep],
+        timestamp=timestamp,
+        scale=ratings.scale,
+    )
+    report = LoadReport(rows=n, duplicates=n - len(starts), pairs_averaged=int((sizes > 1).sum()))
+    return merged, report
 
 
 def _parse_times(column: pd.Series, path: Path, first_line: int) -> np.ndarray:
