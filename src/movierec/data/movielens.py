@@ -484,6 +484,11 @@ def read_ratings_file(
 def _average_duplicates(ratings: Ratings) -> tuple[Ratings, LoadReport]:
     """Merge repeated (user, movie) rows: mean rating, latest timestamp, at the first row's place."""
     n = len(ratings)
+    try:
+        _ = ratings.csr  # O(n), cached for whoever uses the ratings next; raises on duplicates
+        return ratings, LoadReport(rows=n, duplicates=0, pairs_averaged=0)
+    except DataError:
+        pass
     codes = ratings.user_index.astype(np.int64) * ratings.n_items + ratings.item_index
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
