@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from movierec._files import atomic_folder
 from movierec.data.dataset import Catalog, Vocabulary
 from movierec.errors import DataError
 from movierec.models.base import Recommender
@@ -92,9 +90,7 @@ def save_model(
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (
             path / "manifest.json").is_file())):
         raise DataError(f"{path} exists and is not a movierec model folder; not overwriting it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as temp:
         tensors: dict[str, np.ndarray] = {
             _STATE + k: np.ascontiguousarray(v) for k, v in model._state().items()
         }
@@ -132,15 +128,6 @@ def save_model(
             "files": files,
         }
         (temp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "artifact")
-            os.replace(temp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temp, path)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return path
 
 

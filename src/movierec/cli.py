@@ -33,6 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 from movierec import __version__
+from movierec._files import atomic_file
 from movierec.errors import ConfigError, MovieRecError
 
 app = typer.Typer(
@@ -360,18 +361,16 @@ def _write_own_files(dataset: Any, folder: Path) -> list[Path]:
     ratings_path = folder / "ratings.parquet"
     movies_path = folder / "movies.csv"
     frame = dataset.ratings.to_frame().rename(columns={"user": "userId", "item": "movieId"})
-    temp = ratings_path.with_suffix(".parquet.part")
-    frame.to_parquet(temp, index=False)
-    temp.replace(ratings_path)
+    with atomic_file(ratings_path) as temp:
+        frame.to_parquet(temp, index=False)
     catalog = dataset.catalog.frame
     titles = [f"{t} ({int(y)})" if not pd.isna(y) else t
               for t, y in zip(catalog["title"], catalog["year"], strict=True)]
     movies = pd.DataFrame({"movieId": catalog["item"], "title": titles,
                            "genres": [_genres(g) if len(g) else "(no genres listed)"
                                       for g in catalog["genres"]]})
-    temp = movies_path.with_suffix(".csv.part")
-    movies.to_csv(temp, index=False)
-    temp.replace(movies_path)
+    with atomic_file(movies_path) as temp:
+        movies.to_csv(temp, index=False)
     return [ratings_path, movies_path]
 
 

@@ -15,13 +15,10 @@ fetch leaves the cache exactly as it was.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -34,9 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from movierec._files import atomic_file, atomic_folder
 from movierec.data.dataset import Catalog, Dataset, Ratings, Users
 from movierec.data.movielens import parse_archive, read_ratings_file
 from movierec.data.registry import BASE_URL, VARIANTS, Variant, get_variant
@@ -249,11 +245,7 @@ def fetch_archive(
         return target
     downloads.mkdir(parents=True, exist_ok=True)
     location, local = _source_url(mirror, variant.filename)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{variant.filename}.", suffix=".part",
-                                         dir=downloads)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
+    with atomic_file(target) as temp:
         _copy_to(location, local, temp, variant.filename, progress)
         if verify:
             md5 = None
@@ -263,10 +255,6 @@ def fetch_archive(
             log.info("%s verified by %s", variant.filename, how)
         else:
             log.warning("%s accepted without verification", variant.filename)
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
     return target
 
 
@@ -281,17 +269,9 @@ def is_cached(name: str, data_dir: str | Path | None = None) -> bool:
 
 def _write_cache(dataset: Dataset, folder: Path, meta: dict[str, Any]) -> None:
     """Write ``dataset`` as Parquet into a temporary sibling of ``folder``, then swap it in."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        pq.write_table(
-            pa.Table.from_pandas(dataset.ratings.to_frame(), preserve_index=False),
-            temp / "ratings.parquet",
-        )
-        pq.write_table(
-            pa.Table.from_pandas(dataset.catalog.frame, preserve_index=False),
-            temp / "movies.parquet",
-        )
+    with atomic_folder(folder) as temp:
+        dataset.ratings.to_frame().to_parquet(temp / "ratings.parquet", index=False)
+        dataset.catalog.frame.to_parquet(temp / "movies.parquet", index=False)
         if dataset.users is not None:
             dataset.users.frame.to_parquet(temp / "users.parquet", index=False)
         if dataset.folds:
@@ -299,23 +279,13 @@ def _write_cache(dataset: Dataset, folder: Path, meta: dict[str, Any]) -> None:
         meta = {**meta, "format": CACHE_FORMAT, "scale": list(dataset.ratings.scale),
                 "fingerprint": dataset.ratings.fingerprint()}
         (temp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if folder.exists():
-            # Swap: move the old cache aside first, so a reader never sees a half-written one.
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / "cache")
-            os.replace(temp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temp, folder)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _read_cache(folder: Path, name: str) -> Dataset:
     meta = json.loads((folder / "meta.json").read_text())
-    frame = pq.read_table(folder / "ratings.parquet").to_pandas()
+    frame = pd.read_parquet(folder / "ratings.parquet")
     ratings = Ratings.from_frame(frame, scale=tuple(meta["scale"]))
-    movies = pq.read_table(folder / "movies.parquet").to_pandas()
+    movies = pd.read_parquet(folder / "movies.parquet")
     users = Users(pd.read_parquet(folder / "users.parquet")) if (
         folder / "users.parquet").is_file() else None
     folds: dict[str, np.ndarray] = {}
