@@ -198,3 +198,17 @@ class TestCatalog:
                               "genres": [[], []]})
         with pytest.raises(DataError):
             Catalog(frame)
+
+
+@given(st.one_of(
+    st.lists(st.integers(-5, 50), max_size=60),
+    st.lists(st.integers(-(2**62), 2**62), max_size=30),  # sparse range: the sorting path
+    st.lists(st.text(max_size=3), max_size=40),
+))
+def test_vocabulary_from_values_agrees_with_numpy_unique(values: list) -> None:
+    array = np.asarray(values) if values else np.asarray([], dtype=np.int64)
+    vocab = Vocabulary.from_values(array)
+    assert vocab.ids.tolist() == np.unique(array).tolist()
+    if len(array):
+        r = Ratings.from_arrays(array, np.zeros(len(array), dtype=np.int64), np.ones(len(array)))
+        assert r.user_ids.tolist() == array.tolist()

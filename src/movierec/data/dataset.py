@@ -60,7 +60,7 @@ class Vocabulary:
     @classmethod
     def from_values(cls, values: Iterable[Any] | np.ndarray, kind: str = "id") -> Vocabulary:
         """The vocabulary of the distinct values, sorted ascending."""
-        return cls(np.unique(np.asarray(values)), kind=kind)
+        return _encode(values, kind)[0]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -340,10 +340,10 @@ class Ratings:
         item_index = self.item_index[rows]
         users, items = self.users, self.items
         if reindex:
-            kept_users, user_index = np.unique(user_index, return_inverse=True)
-            kept_items, item_index = np.unique(item_index, return_inverse=True)
-            users = Vocabulary(self.users.ids[kept_users], self.users.kind)
-            items = Vocabulary(self.items.ids[kept_items], self.items.kind)
+            kept_users, user_index = _encode(user_index, self.users.kind)
+            kept_items, item_index = _encode(item_index, self.items.kind)
+            users = Vocabulary(self.users.ids[kept_users.ids], self.users.kind)
+            items = Vocabulary(self.items.ids[kept_items.ids], self.items.kind)
         return Ratings(
             users=users,
             items=items,
@@ -408,8 +408,14 @@ def _encode(values: Sequence[Any] | np.ndarray, kind: str) -> tuple[Vocabulary, 
             return Vocabulary(ids, kind), position[array - low]
     if array.dtype.kind not in "iuU":
         array = array.astype(str)
-    ids, index = np.unique(array, return_inverse=True)
-    return Vocabulary(ids, kind), index.reshape(-1)
+    # Sort and compare neighbours: numpy 2.4's np.unique hashes and is many times slower here.
+    order = np.argsort(array, kind="stable")
+    ordered = array[order]
+    first = np.ones(len(array), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    index = np.empty(len(array), dtype=np.int64)
+    index[order] = np.cumsum(first) - 1
+    return Vocabulary(ordered[first], kind), index
 
 
 def infer_scale(rating: np.ndarray) -> tuple[float, float]:

@@ -156,8 +156,8 @@ def _fold_mask(read: Reader, fold: str, ratings: pd.DataFrame) -> np.ndarray:
         return frame["user"].to_numpy(np.int64) * n_items + frame["item"].to_numpy(np.int64)
 
     all_codes, base_codes, test_codes = codes(ratings), codes(base), codes(test)
-    in_test = np.isin(all_codes, test_codes)
-    in_base = np.isin(all_codes, base_codes)
+    in_test = _member(all_codes, test_codes)
+    in_base = _member(all_codes, base_codes)
     if (
         len(base) + len(test) != len(ratings)
         or in_test.sum() != len(test)
@@ -166,6 +166,13 @@ def _fold_mask(read: Reader, fold: str, ratings: pd.DataFrame) -> np.ndarray:
     ):
         raise DataError(f"canonical fold {fold}: .base and .test do not partition u.data")
     return in_test
+
+
+def _member(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(values, pool)`` by binary search: several times faster on millions of codes."""
+    pool = np.sort(pool)
+    position = np.minimum(np.searchsorted(pool, values), max(len(pool) - 1, 0))
+    return (pool[position] == values) if len(pool) else np.zeros(len(values), dtype=bool)
 
 
 def _parse_dat(read: Reader, has: Callable[[str], bool], variant: Variant) -> Dataset:
