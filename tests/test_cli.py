@@ -530,3 +530,43 @@ def test_train_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
     assert (target / "keep.txt").read_text() == "mine"
 
+
+
+# -- data synth --------------------------------------------------------------------------------
+def test_synth_writes_own_files_and_an_archive(tmp_path: Path) -> None:
+    from movierec.data.movielens import parse_archive, read_ratings_file
+
+    out = tmp_path / "synth"
+    result = ok("data", "synth", "--users", "50", "--items", "30", "--ratings", "600", "--out", out,
+                "--layout", "ml-100k", "--seed", "4", "--json")
+    payload = json.loads(result.stdout)
+    assert (payload["ratings"], payload["users"], payload["movies"]) == (600, 50, 30)
+    assert sorted(Path(p).name for p in payload["files"]) == ["ml-100k.zip", "movies.csv",
+                                                             "ratings.parquet"]
+    own, _ = read_ratings_file(out / "ratings.parquet", movies=out / "movies.csv")
+    archive = parse_archive(out / "ml-100k.zip", VARIANTS["ml-100k"])
+    # --layout ml-100k implies whole stars; both files hold the same ratings and titles
+    assert own.ratings.scale == archive.ratings.scale == (1.0, 5.0)
+    assert own.ratings.fingerprint() == archive.ratings.fingerprint()
+    assert own.catalog.get(1)["title"] == archive.catalog.get(1)["title"]
+    # the same seed gives the same data
+    again = tmp_path / "again"
+    ok("data", "synth", "--users", "50", "--items", "30", "--ratings", "600", "--out", again,
+       "--scale", "1-5", "--seed", "4")
+    assert read_ratings_file(again / "ratings.parquet")[0].ratings.fingerprint() == (
+        own.ratings.fingerprint())
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--ratings", "7"], "n_ratings must be <= n_users * n_items = 6"),
+        (["--ratings", "4", "--scale", "1-10"], "--scale must be 0.5-5 or 1-5"),
+        (["--ratings", "4", "--scale", "0.5-5", "--layout", "ml-1m"], "whole stars"),
+        (["--ratings", "4", "--layout", "ml-2m"], "unknown dataset 'ml-2m'"),
+    ],
+)
+def test_synth_bad_input(tmp_path: Path, extra: list[str], fragment: str) -> None:
+    assert_bad_input(run("data", "synth", "--users", "3", "--items", "2", "--out", tmp_path / "s",
+                         *extra), fragment)
+    assert not (tmp_path / "s").exists()  # nothing written

@@ -314,7 +314,11 @@ def data_synth(
     items: Annotated[int, typer.Option("--items", help="Number of movies.", min=1)],
     ratings: Annotated[int, typer.Option("--ratings", help="Number of ratings.", min=1)],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
-    scale: Annotated[str, typer.Option("--scale", help="0.5-5 (half stars) or 1-5.")] = "0.5-5",
+    scale: Annotated[
+        str | None,
+        typer.Option("--scale", help="0.5-5 (half stars) or 1-5 [default: the --layout dataset's "
+                     "scale, else 0.5-5]."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     layout: Annotated[
         str | None,
@@ -327,10 +331,17 @@ def data_synth(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate MovieLens-shaped synthetic data (ratings.parquet + movies.csv, optionally a zip)."""
+    from movierec.data.registry import get_variant
     from movierec.data.synth import synthesize, write_archive
 
+    # Check everything before generating, so a bad request writes nothing.
+    whole = layout is not None and get_variant(layout).scale == (1.0, 5.0)
+    if scale is None:
+        scale = "1-5" if whole else "0.5-5"
     if scale not in ("0.5-5", "1-5"):
         raise ConfigError(f"--scale must be 0.5-5 or 1-5, got {scale!r}")
+    if whole and scale != "1-5":
+        raise ConfigError(f"--layout {layout} takes whole stars from 1 to 5; use --scale 1-5")
     start = time.perf_counter()
     with err.status("synthesising ...", spinner="dots") if not as_json else _nullcontext():
         dataset = synthesize(users, items, ratings, scale=scale, seed=seed)
