@@ -1,0 +1,195 @@
+"""The contract every registered model keeps, run against each entry of the registry.
+
+Data: a tiny checkerboard of tastes. Users and movies fall in two groups (by parity); a user rates
+movies of their own group 4.5-5 and the others 1-1.5. Each user rates a random 60% of the movies,
+except user 0, who rates every movie of their group but one (the withheld movie) and a few of the
+others: a personalised model must rank the withheld movie first among user 0's unseen movies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from movierec.artifacts import load_model
+from movierec.data.dataset import Ratings
+from movierec.errors import UnknownIdError
+from movierec.models.base import Recommender
+from movierec.models.registry import MODELS, create_model
+
+N_USERS, N_ITEMS = 40, 30
+WITHHELD = 10  # an even movie: user 0's group
+
+# Small settings so every model trains in well under a second on the checkerboard.
+FAST: dict[str, dict[str, Any]] = {
+    "bias": {"epochs": 2},  # converged by 10 sweeps: fewer make the epochs parameter visible
+}
+# Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
+ALTERNATIVES: dict[str, dict[str, Any]] = {}
+# Hyperparameters that must not change results (where the computation runs).
+NEUTRAL = {"device"}
+# Models that rank the same way for everybody: they cannot find a withheld taste.
+NON_PERSONALISED = {"bias"}
+
+NAMES = sorted(MODELS)
+
+
+def checkerboard() -> Ratings:
+    rng = np.random.default_rng(0)
+    users, items, values = [], [], []
+    for user in range(N_USERS):
+        for item in range(N_ITEMS):
+            same = user % 2 == item % 2
+            if user == 0:
+                rated = (same and item != WITHHELD) or (not same and item in (1, 3, 5))
+            else:
+                rated = rng.random() < 0.6
+            if rated:
+                users.append(user + 1)  # raw ids from 1, like MovieLens
+                items.append(item + 1)
+                values.append(rng.choice([4.5, 5.0]) if same else rng.choice([1.0, 1.5]))
+    return Ratings.from_arrays(users, items, values, scale=(0.5, 5.0))
+
+
+@pytest.fixture(scope="module")
+def data() -> Ratings:
+    return checkerboard()
+
+
+def make(name: str, **params: Any) -> Recommender:
+    return create_model(name, **(FAST.get(name, {}) | params))
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def fitted(request: pytest.FixtureRequest, data: Ratings) -> Recommender:
+    return make(request.param).fit(data)
+
+
+def probe_pairs(data: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    users = np.repeat(data.users.ids[:6], 5)
+    items = np.tile(data.items.ids[[0, 7, 10, 21, 29]], 6)
+    return users, items
+
+
+def test_withheld_item_ranks_first(fitted: Recommender) -> None:
+    if fitted.name in NON_PERSONALISED:
+        pytest.skip(f"{fitted.name} ranks the same way for every user by design")
+    top = fitted.recommend(1, k=3)
+    assert top["item"].iloc[0] == WITHHELD + 1, top
+
+
+def test_seen_items_are_excluded(fitted: Recommender, data: Ratings) -> None:
+    seen = set(data.item_ids[data.user_ids == 2].tolist())
+    recs = fitted.recommend(2, k=N_ITEMS)
+    assert not seen & set(recs["item"].tolist())
+    assert len(recs) == N_ITEMS - len(seen)  # k larger than what is left: all of it, no padding
+    everything = fitted.recommend(2, k=N_ITEMS + 50, exclude_seen=False)
+    assert sorted(everything["item"].tolist()) == list(range(1, N_ITEMS + 1))
+    assert everything["score"].is_monotonic_decreasing
+
+
+def test_batch_equals_single(fitted: Recommender) -> None:
+    batch = fitted.recommend_batch([3, 1, 4], k=5)
+    for user in (3, 1, 4):
+        single = fitted.recommend(user, k=5)
+        rows = batch[batch["user"] == user]
+        assert rows["item"].tolist() == single["item"].tolist()
+        np.testing.assert_allclose(rows["score"], single["score"], rtol=1e-6, atol=1e-9)
+
+
+def test_scores_agree_with_predictions(fitted: Recommender) -> None:
+    if not fitted.predicts_ratings:
+        pytest.skip("ranking scores are not ratings")
+    recs = fitted.recommend(5, k=8)
+    predicted = fitted.predict(np.full(len(recs), 5), recs["item"].to_numpy())
+    np.testing.assert_allclose(predicted, np.clip(recs["score"], 0.5, 5.0), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_users_and_items(fitted: Recommender, data: Ratings) -> None:
+    values = fitted.predict([999, 1, 999], [1, 999, 999])
+    assert np.isfinite(values).all()
+    if fitted.predicts_ratings:
+        assert ((values >= 0.5) & (values <= 5.0)).all()
+    assert fitted.known_pairs([999, 1, 1], [1, 999, 1]).tolist() == [False, False, True]
+    with pytest.raises(UnknownIdError):
+        fitted.recommend(999)
+    cold = fitted.recommend_for_ratings([(999, 4.0)], k=5)
+    assert len(cold) == 5 and np.isfinite(cold["score"]).all()
+
+
+def test_new_user_fold_in(fitted: Recommender) -> None:
+    # A newcomer who loves the even movies and dislikes the odd ones.
+    pairs = [(m, 5.0) for m in (1, 3, 5, 7)] + [(m, 1.0) for m in (2, 4)]
+    recs = fitted.recommend_for_ratings(pairs, k=5)
+    assert len(recs) == 5 and not {1, 2, 3, 4, 5, 7} & set(recs["item"].tolist())
+    if fitted.name not in NON_PERSONALISED:
+        # raw ids are 1-based: odd raw ids are the even (0-based) group the newcomer loves
+        assert (recs["item"] % 2 == 1).mean() >= 0.8, recs
+
+
+def test_same_seed_same_result(data: Ratings, request: pytest.FixtureRequest) -> None:
+    for name in NAMES:
+        users, items = probe_pairs(data)
+        first = make(name).fit(data).predict(users, items)
+        second = make(name).fit(data).predict(users, items)
+        np.testing.assert_allclose(first, second, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_refit_starts_fresh(data: Ratings) -> None:
+    other = Ratings.from_arrays([1, 1, 2, 2, 3], [1, 2, 1, 3, 2], [5.0, 1.0, 4.0, 2.0, 3.0],
+                                scale=(0.5, 5.0))
+    for name in NAMES:
+        reused = make(name).fit(data).fit(other)
+        fresh = make(name).fit(other)
+        users, items = np.array([1, 2, 3, 3]), np.array([3, 2, 1, 3])
+        np.testing.assert_allclose(reused.predict(users, items), fresh.predict(users, items),
+                                   rtol=0, atol=1e-6, err_msg=name)
+        assert reused.items_.ids.tolist() == [1, 2, 3]
+
+
+def test_save_load_round_trip(fitted: Recommender, data: Ratings, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model").model
+    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params()
+    users, items = probe_pairs(data)
+    np.testing.assert_array_equal(loaded.predict(users, items), fitted.predict(users, items))
+    assert loaded.recommend(2, k=5)["item"].tolist() == fitted.recommend(2, k=5)["item"].tolist()
+    pairs = [(1, 5.0), (2, 1.0)]
+    np.testing.assert_allclose(loaded.recommend_for_ratings(pairs, k=5)["score"],
+                               fitted.recommend_for_ratings(pairs, k=5)["score"], rtol=1e-6)
+
+
+def altered(name: str, param: str, value: Any) -> Any:
+    if param in ALTERNATIVES.get(name, {}):
+        return ALTERNATIVES[name][param]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value * 2 if value > 1 else value + 2
+    if isinstance(value, float):
+        return value * 3 if value != 0 else 0.1
+    raise AssertionError(f"{name}: add an alternative value for {param}={value!r} to ALTERNATIVES")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_hyperparameter_changes_the_result(name: str, data: Ratings) -> None:
+    users, items = probe_pairs(data)
+    base_params = FAST.get(name, {})
+    baseline = make(name).fit(data).predict(users, items)
+    defaults = MODELS[name].default_params() | base_params
+    for param, value in defaults.items():
+        if param in NEUTRAL:
+            continue
+        changed = make(name, **{param: altered(name, param, value)}).fit(data).predict(users, items)
+        assert np.abs(changed - baseline).max() > 1e-6, f"{name}: {param} changed nothing"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constructor_stores_parameters_unchanged(name: str) -> None:
+    defaults = MODELS[name].default_params()
+    model = MODELS[name](**defaults)
+    assert model.get_params() == defaults
+    assert not model.is_fitted
