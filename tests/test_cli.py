@@ -570,3 +570,29 @@ def test_synth_bad_input(tmp_path: Path, extra: list[str], fragment: str) -> Non
     assert_bad_input(run("data", "synth", "--users", "3", "--items", "2", "--out", tmp_path / "s",
                          *extra), fragment)
     assert not (tmp_path / "s").exists()  # nothing written
+
+
+# -- compare and plots -------------------------------------------------------------------------
+def test_compare_table_json_and_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "cmp.png"
+    payload = ok_json("compare", "ml-100k", "--models", "bias", "--split", "u1", "--plot", chart)
+    bias = payload["results"]["bias"]
+    assert 0.93 <= bias["rmse"] <= 0.97 and 0 <= bias["ndcg@10"] <= 1 and bias["fit_s"] > 0
+    assert payload["split"] == "u1" and chart.read_bytes()[:4] == b"\x89PNG"
+    text = ok("compare", "ml-100k", "--models", "bias", "--split", "u1", "--k", "5").stdout
+    assert "ndcg@5" in text and "rmse" in text
+
+
+def test_compare_bad_input(tmp_path: Path) -> None:
+    assert_bad_input(run("compare", "ml-100k", "--models", "bias,nope"), "unknown model 'nope'")
+    assert_bad_input(run("compare", "ml-100k", "--models", " , "), "at least one model")
+    assert_bad_input(run("compare", "ml-100k", "--models", "bias", "--plot", tmp_path / "x.jpg"),
+                     ".png")
+
+
+def test_train_writes_learning_curves(tmp_path: Path) -> None:
+    curves = tmp_path / "curves.png"
+    payload = ok_json("train", "ml-100k", "--split", "u1", "--out", tmp_path / "m", "--plot", curves)
+    assert payload["plot"] == str(curves) and curves.read_bytes()[:4] == b"\x89PNG"
+    history = load_model(tmp_path / "m").manifest["history"]
+    assert [r["epoch"] for r in history] == list(range(1, 11))

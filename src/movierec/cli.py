@@ -88,6 +88,13 @@ ParamOpt = Annotated[
     typer.Option("--param", "-p", help="Hyperparameter as name=value; repeat for several."),
 ]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Length of recommendation lists.", min=1)]
+PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write a figure to this .png file.")]
+
+
+def _check_png(path: Path | None) -> None:
+    """Refuse a plot path up front, before minutes of training are spent."""
+    if path is not None and path.suffix.lower() != ".png":
+        raise ConfigError(f"--plot must name a .png file, got {path}")
 
 
 def _handle_errors(command: F) -> F:
@@ -397,8 +404,12 @@ SplitOpt = Annotated[
 ]
 
 
-def _fit(model: Any, train: Any, quiet: bool) -> tuple[float, list[dict[str, Any]]]:
-    """Fit with an epoch progress bar; return (seconds, history)."""
+def _fit(model: Any, train: Any, quiet: bool, valid: Any = None) -> tuple[float, list[dict[str, Any]]]:
+    """Fit with an epoch progress bar; return (seconds, history).
+
+    ``valid`` is shown to the model for per-epoch validation figures (learning curves); models
+    that stop early on it say so in their docs, and `evaluate`/`compare` never pass it.
+    """
     history: list[dict[str, Any]] = []
     progress = Progress(TextColumn("training {task.fields[name]}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
@@ -416,7 +427,7 @@ def _fit(model: Any, train: Any, quiet: bool) -> tuple[float, list[dict[str, Any
                                 note=note)
 
         start = time.perf_counter()
-        model.fit(train, callback=callback)
+        model.fit(train, valid=valid, callback=callback)
     return time.perf_counter() - start, history
 
 
@@ -442,6 +453,7 @@ def train_command(
     mirror: MirrorOpt = None,
     data_dir: DataDirOpt = None,
     movies: MoviesOpt = None,
+    plot: PlotOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
@@ -450,13 +462,14 @@ def train_command(
     from movierec.models.registry import create_model, parse_params
 
     model = create_model(model_name, **parse_params(model_name, param or []))
+    _check_png(plot)
     dataset = _load(name, mirror, data_dir, movies, as_json)
     if split.strip().lower() == "none":
         train, split_obj = dataset.ratings, None
     else:
         split_obj = make_split(dataset, split)
         train = split_obj.train
-    seconds, history = _fit(model, train, as_json)
+    seconds, history = _fit(model, train, as_json, valid=split_obj.test if split_obj else None)
     metrics: dict[str, float] = {}
     if split_obj is not None:
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
@@ -471,9 +484,13 @@ def train_command(
               "fingerprint": train.fingerprint(), "train_ratings": len(train),
               "fit_seconds": round(seconds, 4)},
     )
+    if plot is not None:
+        from movierec.plots import learning_curves
+
+        learning_curves(history, plot, title=f"{model_name} on {dataset.name}")
     payload = {"model": model_name, "params": model.get_params(), "dataset": dataset.name,
                "split": split, "fit_seconds": seconds, "metrics": metrics,
-               "artifact": str(target)}
+               "artifact": str(target), "plot": str(plot) if plot else None}
     if as_json:
         _print_json(payload)
         return
@@ -481,6 +498,8 @@ def train_command(
               f"in {seconds:.2f} s")
     if metrics:
         out.print(_metrics_table(f"{model_name} on {dataset.name} ({split})", metrics))
+    if plot is not None:
+        out.print(f"learning curves: {plot}")
     out.print(f"saved to {target}   (try: movierec recommend --model-dir {target} --user ID)")
 
 
@@ -520,6 +539,58 @@ def evaluate_command(
                              report.metrics))
     out.print(f"fit {seconds:.2f} s; {report.info.get('users_evaluated', 0):,} users evaluated"
               f", {report.info.get('fallbacks', 0):,} fallback predictions")
+
+
+@app.command("compare")
+@_handle_errors
+def compare_command(
+    name: NameArg,
+    models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names, "
+                                        "e.g. bias,biased-mf-als.")],
+    split: SplitOpt = "random:0.9:42",
+    k: KOpt = 10,
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    movies: MoviesOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train several models (default hyperparameters) on one split: a table, optionally a bar chart."""
+    from movierec.data.split import make_split
+    from movierec.eval.protocol import evaluate
+    from movierec.models.registry import create_model
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--models needs at least one model name")
+    fresh = {n: create_model(n) for n in names}  # unknown names fail before any data is loaded
+    _check_png(plot)
+    dataset = _load(name, mirror, data_dir, movies, as_json)
+    split_obj = make_split(dataset, split)
+    results: dict[str, dict[str, float]] = {}
+    for model_name, model in fresh.items():
+        seconds, _ = _fit(model, split_obj.train, as_json)
+        report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
+        results[model_name] = {**report.metrics, "fit_s": seconds}
+    if plot is not None:
+        from movierec.plots import model_comparison
+
+        wanted = ["rmse", "mae", f"ndcg@{k}", f"precision@{k}", f"recall@{k}", "fit_s"]
+        shown = [m for m in wanted if all(m in r for r in results.values())]
+        model_comparison(results, plot, metrics=shown,
+                         title=f"{dataset.name}, split {split_obj.recipe}")
+    if as_json:
+        _print_json({"dataset": dataset.name, "split": split_obj.recipe, "k": k,
+                     "results": results, "plot": str(plot) if plot else None})
+        return
+    # One row per metric, one column per model: fits a terminal for the handful of models compared.
+    metric_names = list(dict.fromkeys(key for r in results.values() for key in r))
+    table = Table("metric", *results, title=f"{dataset.name} ({split_obj.recipe})")
+    for metric in metric_names:
+        table.add_row(metric, *(f"{r[metric]:.4f}" if metric in r else "-" for r in results.values()))
+    out.print(table)
+    if plot is not None:
+        out.print(f"chart: {plot}")
 
 
 # -- recommend ---------------------------------------------------------------------------------

@@ -100,8 +100,10 @@ class Recommender:
 
         Args:
             train: training ratings.
-            valid: optional validation ratings (raw ids; pairs unknown to ``train`` are ignored by
-                models that use it for early stopping).
+            valid: optional held-out ratings (raw ids), used ONLY to report per-epoch validation
+                figures (learning curves), never to choose weights, stop early or tune: callers may
+                pass a test set here, as the classic Keras recipes do with ``validation_data``.
+                Models that stop early carve their own validation part out of ``train``.
             callback: progress events, see `Callback`.
 
         Raises:
