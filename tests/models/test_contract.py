@@ -26,11 +26,15 @@ WITHHELD = 10  # an even movie: user 0's group
 # Small settings so every model trains in well under a second on the checkerboard.
 FAST: dict[str, dict[str, Any]] = {
     "bias": {"epochs": 2},  # converged by 10 sweeps: fewer make the epochs parameter visible
+    "item-knn-baseline": {"baseline_epochs": 2},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
-ALTERNATIVES: dict[str, dict[str, Any]] = {}
-# Hyperparameters that must not change results (where the computation runs).
-NEUTRAL = {"device"}
+ALTERNATIVES: dict[str, dict[str, Any]] = {
+    # checkerboard users have ~18 ratings: k beyond that changes nothing, a small k does
+    "item-knn-baseline": {"k": 3, "min_k": 40},
+}
+# Hyperparameters that must not change results (where the computation runs, memory guards).
+NEUTRAL = {"device", "max_items"}
 # Models that rank the same way for everybody: they cannot find a withheld taste.
 NON_PERSONALISED = {"bias"}
 

@@ -7,10 +7,17 @@ from typing import Any
 from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
+from movierec.models.knn import ItemKNNBaseline
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in [BiasRecommender]}
+MODELS: dict[str, type[Recommender]] = {
+    cls.name: cls
+    for cls in [
+        BiasRecommender,
+        ItemKNNBaseline,
+    ]
+}
 
 
 def get_model_class(name: str) -> type[Recommender]:
