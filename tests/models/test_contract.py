@@ -27,14 +27,16 @@ WITHHELD = 10  # an even movie: user 0's group
 FAST: dict[str, dict[str, Any]] = {
     "bias": {"epochs": 2},  # converged by 10 sweeps: fewer make the epochs parameter visible
     "item-knn-baseline": {"baseline_epochs": 2},
+    "bayesian-mf": {"burn_in": 10, "samples": 20, "thin": 1},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
 ALTERNATIVES: dict[str, dict[str, Any]] = {
     # checkerboard users have ~18 ratings: k beyond that changes nothing, a small k does
     "item-knn-baseline": {"k": 3, "min_k": 40},
+    "bayesian-mf": {"implicit": "none"},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
-NEUTRAL = {"device", "max_items"}
+NEUTRAL = {"device", "max_items", "threads"}
 # Models that rank the same way for everybody: they cannot find a withheld taste.
 NON_PERSONALISED = {"bias"}
 

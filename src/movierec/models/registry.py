@@ -7,6 +7,7 @@ from typing import Any
 from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
+from movierec.models.bayesian import BayesianMF
 from movierec.models.knn import ItemKNNBaseline
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
@@ -15,6 +16,7 @@ MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in [
         BiasRecommender,
+        BayesianMF,
         ItemKNNBaseline,
     ]
 }
