@@ -8,14 +8,15 @@ Notation (Koren 2008, as Surprise documents it), indices inside, one row per tra
 with mu the global mean of the training ratings, p_u, q_i, y_j vectors of ``factors`` numbers and N(u)
 the movies u rated in training (never a test movie: the set comes from the training CSR alone).
 
-Regularisation. Every model penalises a parameter once per training rating that touches it (Surprise's
+Regularisation. Every model penalises a factor once per training rating that touches it (Surprise's
 per-rating L2, LensKit's weighted-lambda ALS of Zhou et al. 2008), so a user with n_u ratings pays
 ``reg * n_u * |p_u|^2``. For one user with the movie side fixed, the exact minimiser is the ridge solve
 
     [p_u; b_u] = (X^T X + diag(reg * n_u, ..., reg * n_u, lambda_b))^-1 X^T (r_u - mu - b_I)
 
-with X the rows [q_i, 1] of the user's movies; ALS alternates this solve over all users and all
-movies, and every model folds a new user in with it (see below).
+with X the rows [q_i, 1] of the user's movies and lambda_b the bias penalty (ALS: ``bias_reg``; the
+gradient-trained models: ``reg * n_u``, as for the factors). ALS alternates this solve over all
+users and all movies, and every model folds a new user in with it (see below).
 
 Fallback for pairs unknown to training: an unknown user has b_u = 0 and p_u = 0 (and no implicit
 term), an unknown movie b_i = 0 and q_i = 0, so an unknown user gets mu + b_i, an unknown movie
@@ -145,7 +146,8 @@ class _BiasedFactors(Recommender):
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         vector, bias = self._fold_in_vector(item_index, ratings)
-        return self.global_mean_ + bias + self.item_bias_ + self.item_factors_.astype(np.float64) @ vector
+        # float32 product: a float64 copy of the movie factors would cost more than the product
+        return self.global_mean_ + bias + self.item_bias_ + self.item_factors_ @ vector.astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {
@@ -190,11 +192,12 @@ def _epoch_record(history: list[dict[str, float]], record: dict[str, float], cal
 class RowBlocks:
     """The training ratings grouped by row (users, or movies) for batched ridge solves.
 
-    Rows are bucketed by their rating count rounded up to a power of two ``w`` and each bucket is cut
-    into chunks of at most ``_BLOCK_RATINGS`` padded ratings. A chunk holds, per row and slot, the
-    other side's index (padding: ``n_cols``, a zero row) and the rating's position (padding:
-    ``n_ratings``, a zero target), so padding adds nothing to any sum and at most doubles the work.
-    Rows without ratings are in no chunk.
+    Rows are bucketed by their rating count rounded up to a width ``w`` (a power of two up to 32, then
+    half-octave steps rounded to multiples of 8, so padding adds about 20% to the big rows' work) and
+    each bucket is cut into chunks of at most ``_BLOCK_RATINGS`` padded ratings. A chunk holds, per row
+    and slot, the other side's index (padding: ``n_cols``, a zero row) and the rating's position
+    (padding: ``n_ratings``, a zero target), so padding adds nothing to any sum. Rows without ratings
+    are in no chunk.
     """
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int,
@@ -205,7 +208,7 @@ class RowBlocks:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         width = np.zeros(n_rows, dtype=np.int64)
         rated = counts > 0
-        width[rated] = np.left_shift(1, np.ceil(np.log2(counts[rated])).astype(np.int64))
+        width[rated] = _padded_width(counts[rated])
         self.n_rows, self.n_cols, self.n_ratings = n_rows, n_cols, len(rows)
         self.counts = torch.as_tensor(counts, device=device)
         self.chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = []
@@ -225,6 +228,14 @@ class RowBlocks:
                     torch.as_tensor(positions[slots].ravel(), device=device),
                     w,
                 ))
+
+
+def _padded_width(counts: np.ndarray) -> np.ndarray:
+    """Bucket widths for row lengths >= 1: powers of two up to 32, then half-octave multiples of 8."""
+    octaves = np.log2(counts)
+    small = np.left_shift(1, np.ceil(octaves).astype(np.int64))
+    large = 8 * np.ceil(2 ** (np.ceil(2 * octaves) / 2) / 8).astype(np.int64)
+    return np.maximum(np.where(counts <= 32, small, large), counts)
 
 
 def als_solve_rows(
@@ -269,8 +280,11 @@ def als_solve_rows(
         row_penalty = torch.index_select(penalty, 0, rows)
         if w < d and dual_ok:
             scaled = x / row_penalty[:, None, :]
-            kernel = torch.baddbmm(torch.eye(w, dtype=dtype, device=device), scaled, x.transpose(1, 2))
-            alpha = torch.cholesky_solve(y, torch.linalg.cholesky_ex(kernel)[0])
+            if w == 1:  # a 1 x 1 system: no factorisation needed
+                alpha = y / (1.0 + (scaled * x).sum(2, keepdim=True))
+            else:
+                kernel = torch.baddbmm(torch.eye(w, dtype=dtype, device=device), scaled, x.transpose(1, 2))
+                alpha = torch.cholesky_solve(y, torch.linalg.cholesky_ex(kernel)[0])
             solution = torch.bmm(scaled.transpose(1, 2), alpha)[:, :, 0]
             sse += (alpha.double() ** 2).sum()
         else:
@@ -305,6 +319,11 @@ class BiasedMFALS(_BiasedFactors):
     biases here are re-solved with the factors, with a plain (unscaled) L2 ``bias_reg``, like LensKit's
     damping. Because the last half-step solves the users, `recommend_for_ratings` with a training
     user's own ratings gives back exactly that user's factors.
+
+    Defaults were tuned on a random 10% validation carve-out of ml-100k u1's training ratings
+    (``reg`` 0.13 beat LensKit's 0.1 and 0.15-0.25; 40 factors sit between 30 and 64 in accuracy and
+    time). Cost per epoch: about 2 * n_ratings * (factors + 1)^2 multiply-adds for the Gram matrices
+    plus one small Cholesky factorisation per user and per movie.
 
     Args:
         factors: length of p_u and q_i.
@@ -506,6 +525,12 @@ class BiasedMFSGD(_GradientMF):
     The loss of a batch is the mean over its ratings of
     ``(r_ui - r̂_ui)^2 + reg * (b_u^2 + b_i^2 + |p_u|^2 + |q_i|^2)``, so each parameter is penalised
     once per rating that touches it, as in Surprise's per-rating updates.
+
+    Defaults were tuned on a random 10% validation carve-out of ml-100k u1's training ratings: Adagrad
+    (a per-parameter step that shrinks with the parameter's accumulated gradient, so rarely rated
+    movies are not over-fitted) beat Adam and plain SGD at equal epochs, and with ``reg`` 0.1
+    ten epochs of 4096-rating batches are enough. ``learning_rate`` is the optimizer's step on the
+    batch-mean loss (plain SGD needs values in the units of ``batch_size``).
 
     Args:
         factors: length of p_u and q_i.
