@@ -33,6 +33,16 @@ def mirror() -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    """One torch thread, as the benchmark anchors were measured: the models here work on small
+    tensors, where a second OpenMP thread only adds synchronisation (and stalls badly when the
+    machine is busy). Results do not depend on it."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOVIEREC_DATA", str(tmp_path_factory.mktemp("movierec-data")))

@@ -184,6 +184,11 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads for model maths (default: torch's choice; "
+                     "1 is often fastest for small data or on a busy machine)."),
+    ] = None,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -191,6 +196,10 @@ def _root(
         handlers=[RichHandler(console=err, show_path=False, show_time=False)],
         force=True,
     )
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @app.command("models")

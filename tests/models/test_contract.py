@@ -28,12 +28,26 @@ FAST: dict[str, dict[str, Any]] = {
     "bias": {"epochs": 2},  # converged by 10 sweeps: fewer make the epochs parameter visible
     "item-knn-baseline": {"baseline_epochs": 2},
     "bayesian-mf": {"burn_in": 10, "samples": 20, "thin": 1},
+    # their default batch is larger than the checkerboard: a small one makes batch_size visible
+    "biased-mf-sgd": {"batch_size": 128},
+    "svdpp": {"batch_size": 128},
+    "embedding-mlp": {"batch_size": 32, "epochs": 20},
+    "rating-classifier": {"batch_size": 32, "epochs": 20},
+    "embedding-regressor": {"batch_size": 32},
+    "dot-bias-sigmoid": {"factors": 8, "epochs": 20, "learning_rate": 0.01},
+    "mean-normalized-mf": {"epochs": 100},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
 ALTERNATIVES: dict[str, dict[str, Any]] = {
     # checkerboard users have ~18 ratings: k beyond that changes nothing, a small k does
     "item-knn-baseline": {"k": 3, "min_k": 40},
     "bayesian-mf": {"implicit": "none"},
+    "biased-mf-sgd": {"optimizer": "adam", "lr_schedule": "cosine"},
+    "svdpp": {"optimizer": "adam", "lr_schedule": "cosine"},
+    "embedding-mlp": {"hidden": "16"},
+    "rating-classifier": {"hidden": "16"},
+    # early stopping can make epochs/patience moot on a given dataset: values that bind here
+    "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
 NEUTRAL = {"device", "max_items", "threads"}
@@ -45,7 +59,7 @@ NAMES = sorted(MODELS)
 
 def checkerboard() -> Ratings:
     rng = np.random.default_rng(0)
-    users, items, values = [], [], []
+    users, items, values, times = [], [], [], []
     for user in range(N_USERS):
         for item in range(N_ITEMS):
             same = user % 2 == item % 2
@@ -57,7 +71,8 @@ def checkerboard() -> Ratings:
                 users.append(user + 1)  # raw ids from 1, like MovieLens
                 items.append(item + 1)
                 values.append(rng.choice([4.5, 5.0]) if same else rng.choice([1.0, 1.5]))
-    return Ratings.from_arrays(users, items, values, scale=(0.5, 5.0))
+                times.append(1_000_000 + 1_000 * len(times))  # for models that hold out by time
+    return Ratings.from_arrays(users, items, values, times, scale=(0.5, 5.0))
 
 
 @pytest.fixture(scope="module")

@@ -298,8 +298,14 @@ def test_regressor_temporal_carve_out_holds_out_the_latest_ratings(split: Split)
     assert train.timestamp[rows].max() <= valid.timestamp.min()
     random_rows, _ = EmbeddingRegressor(valid_fraction=0.2)._split_valid(train, None)
     assert train.timestamp[random_rows].max() > valid.timestamp.min()
+    # a caller's validation set (possibly the test part) never steers early stopping
     given_rows, given = model._split_valid(train, split.test)
-    assert len(given_rows) == len(train) and given is split.test
+    assert np.array_equal(given_rows, rows) and given.fingerprint() == valid.fingerprint()
+    quick = {"epochs": 8, "patience": 1, "batch_size": 256}
+    probe_users, probe_items = split.test.user_ids[:50], split.test.item_ids[:50]
+    np.testing.assert_array_equal(
+        EmbeddingRegressor(**quick).fit(train, valid=split.test).predict(probe_users, probe_items),
+        EmbeddingRegressor(**quick).fit(train).predict(probe_users, probe_items))
     fitted = EmbeddingRegressor(temporal_valid=True, epochs=60, patience=1,
                                 batch_size=128).fit(train)
     assert len(fitted.history_) < 60  # stopped early on the latest ratings

@@ -1004,14 +1004,15 @@ class MeanNormalizedMF(Recommender):
 class EmbeddingRegressor(EmbeddingMLP):
     """A smaller embedding MLP (MSE, Adam) with early stopping on a validation part.
 
-    Validation is ``valid`` when given; otherwise ``valid_fraction`` of train is held out: random
-    rows (seeded by ``random_state``), or with ``temporal_valid=True`` the latest ratings by
+    The validation part is always carved out of train (``valid`` passed to `fit` is ignored: it
+    may be a test set, and early stopping chooses weights): ``valid_fraction`` of the training rows,
+    random (seeded by ``random_state``), or with ``temporal_valid=True`` the latest ratings by
     timestamp (a time-ordered split: the model is stopped on the future, as it will be used).
     Training stops after ``patience`` epochs without a lower validation MSE and keeps the best
-    epoch's weights. ``valid_fraction=0`` and no ``valid``: a fixed ``epochs`` on all of train.
+    epoch's weights. ``valid_fraction=0``: a fixed ``epochs`` on all of train.
 
     Args:
-        valid_fraction: share of train held out when ``valid`` is None.
+        valid_fraction: share of train held out for early stopping.
         temporal_valid: hold out the latest ratings instead of random ones (needs timestamps).
         patience: epochs without improvement before stopping.
         Others: as `EmbeddingMLP`.
@@ -1045,10 +1046,12 @@ class EmbeddingRegressor(EmbeddingMLP):
         return int(self.patience)
 
     def _split_valid(self, train: Ratings, valid: Ratings | None) -> tuple[np.ndarray, Ratings | None]:
+        # Early stopping chooses weights, so it watches a part carved out of train and never the
+        # caller's `valid`, which may be a test set (see Recommender.fit).
         n = len(train)
         held = math.floor(n * self.valid_fraction)
-        if valid is not None or held == 0:
-            return np.arange(n), valid
+        if held == 0:
+            return np.arange(n), None
         if self.temporal_valid:
             if train.timestamp is None:
                 raise DataError("temporal_valid needs timestamps, and these ratings have none")

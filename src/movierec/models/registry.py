@@ -9,6 +9,14 @@ from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
 from movierec.models.bayesian import BayesianMF
 from movierec.models.knn import ItemKNNBaseline
+from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
+from movierec.models.neural import (
+    DotBiasSigmoid,
+    EmbeddingMLP,
+    EmbeddingRegressor,
+    MeanNormalizedMF,
+    RatingClassifier,
+)
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
 
@@ -17,7 +25,15 @@ MODELS: dict[str, type[Recommender]] = {
     for cls in [
         BiasRecommender,
         BayesianMF,
+        BiasedMFALS,
+        BiasedMFSGD,
+        DotBiasSigmoid,
+        EmbeddingMLP,
+        EmbeddingRegressor,
         ItemKNNBaseline,
+        MeanNormalizedMF,
+        RatingClassifier,
+        SVDpp,
     ]
 }
 

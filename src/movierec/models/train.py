@@ -54,37 +54,44 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def check_schedule(schedule: str | None) -> None:
-    """Validate a learning-rate schedule spec: None/"constant", "cosine", "step:GAMMA:EVERY",
-    "exponential:GAMMA".
+def check_schedule(schedule: str | None) -> tuple[str, tuple[float, ...]]:
+    """Parse a learning-rate schedule spec: None/"constant", "cosine", "step:GAMMA:EVERY",
+    "exponential:GAMMA" -> (kind, numbers).
 
     Raises:
         ConfigError: naming the spec.
     """
-    _make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), schedule, 1)
-
-
-def _make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str | None, epochs: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
     if schedule is None or schedule == "constant":
-        return None
+        return ("constant", ())
     kind, *args = str(schedule).split(":")
     try:
         if kind == "cosine" and not args:
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+            return ("cosine", ())
         if kind == "step" and len(args) == 2:
             gamma, every = float(args[0]), int(args[1])
             if 0 < gamma <= 1 and every >= 1:
-                return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)
+                return ("step", (gamma, every))
         if kind == "exponential" and len(args) == 1 and 0 < float(args[0]) <= 1:
-            return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(args[0]))
+            return ("exponential", (float(args[0]),))
     except ValueError:
         pass
     raise ConfigError(
         "lr_schedule must be 'constant', 'cosine', 'step:GAMMA:EVERY' or 'exponential:GAMMA', "
         f"got {schedule!r}"
     )
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str | None, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    kind, args = check_schedule(schedule)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(args[1]), gamma=args[0])
+    if kind == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args[0])
+    return None
 
 
 def _make_optimizer(
