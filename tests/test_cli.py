@@ -596,3 +596,14 @@ def test_train_writes_learning_curves(tmp_path: Path) -> None:
     assert payload["plot"] == str(curves) and curves.read_bytes()[:4] == b"\x89PNG"
     history = load_model(tmp_path / "m").manifest["history"]
     assert [r["epoch"] for r in history] == list(range(1, 11))
+
+
+def test_train_reports_model_specific_validation_figures(tmp_path: Path) -> None:
+    ok("data", "synth", "--users", "120", "--items", "60", "--ratings", "3000", "--out", tmp_path,
+       "--scale", "1-5")
+    payload = ok_json("train", tmp_path / "ratings.parquet", "--model", "rating-classifier",
+                      "--param", "epochs=2", "--split", "random:0.8:1", "--out", tmp_path / "m")
+    metrics = payload["metrics"]
+    assert 0.0 < metrics["valid_accuracy"] < 1.0
+    assert metrics["valid_argmax_rmse"] > 0 and metrics["valid_loss"] > 0
+    assert "valid_rmse" not in metrics  # the protocol's rmse is the figure for that
