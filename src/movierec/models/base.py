@@ -17,6 +17,7 @@ Top-K selection, seen-item exclusion, batching, id translation and persistence l
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +30,7 @@ from movierec.data.dataset import Ratings, Vocabulary
 from movierec.errors import ConfigError, DataError, NotFittedError
 from movierec.models.topk import top_k
 
-__all__ = ["Callback", "Recommender"]
+__all__ = ["Callback", "Recommender", "check_int", "check_number"]
 
 #: ``callback(event, info)``: progress from `fit` (``event`` like ``"epoch"``; ``info`` a dict).
 Callback = Callable[[str, dict[str, Any]], None]
@@ -295,6 +296,21 @@ class Recommender:
         if not isinstance(model, cls):
             raise DataError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+# -- hyperparameter checks shared by the models ----------------------------------------------------
+def check_int(name: str, value: Any, low: int = 1) -> None:
+    """Raise `ConfigError` unless ``value`` is an int (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = False) -> None:
+    """Raise `ConfigError` unless ``value`` is a finite number >= ``low`` (> ``low`` if strict)."""
+    ok = (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+          and math.isfinite(value) and (value > low if strict else value >= low))
+    if not ok:
+        raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, got {value!r}")
 
 
 def _check_k(k: int) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.data.dataset import Ratings
-from movierec.errors import ConfigError
-from movierec.models.base import Callback, Recommender
+from movierec.models.base import Callback, Recommender, check_int, check_number
 
 __all__ = ["BiasRecommender"]
 
@@ -46,11 +45,8 @@ class BiasRecommender(Recommender):
 
     def _check_params(self) -> None:
         for name in ("reg_user", "reg_item"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be an int >= 1, got {self.epochs!r}")
+            check_number(name, getattr(self, name))
+        check_int("epochs", self.epochs)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         users, items = train.user_index, train.item_index

@@ -68,7 +68,7 @@ import torch
 
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
-from movierec.models.base import Callback, Recommender
+from movierec.models.base import Callback, Recommender, check_int, check_number
 
 __all__ = ["BayesianMF"]
 
@@ -133,16 +133,12 @@ class BayesianMF(Recommender):
     # -- hyperparameters -----------------------------------------------------------------------
     def _check_params(self) -> None:
         for name, low in (("factors", 1), ("burn_in", 0), ("samples", 1), ("thin", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
         if self.implicit not in _IMPLICIT:
             raise ConfigError(
                 f"implicit must be one of {', '.join(map(repr, _IMPLICIT))}, got {self.implicit!r}"
             )
-        value = self.init_std
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ConfigError(f"init_std must be a number >= 0, got {value!r}")
+        check_number("init_std", self.init_std)
         seed = self.random_state
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0

@@ -47,7 +47,7 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
-from movierec.models.base import Callback, Recommender
+from movierec.models.base import Callback, Recommender, check_int, check_number
 from movierec.models.baseline import BiasRecommender
 
 __all__ = ["ItemKNNBaseline"]
@@ -109,15 +109,11 @@ class ItemKNNBaseline(Recommender):
 
     def _check_params(self) -> None:
         for name in ("k", "baseline_epochs", "max_items"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            check_int(name, getattr(self, name))
         if not _is_int(self.min_k) or not 1 <= self.min_k <= self.k:
             raise ConfigError(f"min_k must be an int between 1 and k ({self.k}), got {self.min_k!r}")
         for name in ("shrinkage", "reg_user", "reg_item"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+            check_number(name, getattr(self, name))
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:

@@ -42,7 +42,7 @@ from torch import nn
 
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
-from movierec.models.base import Callback, Recommender
+from movierec.models.base import Callback, Recommender, check_int, check_number
 from movierec.models.train import OPTIMIZERS, check_schedule, resolve_device, train_minibatch
 
 __all__ = ["BiasedMFALS", "BiasedMFSGD", "RowBlocks", "SVDpp", "als_solve_rows"]
@@ -57,17 +57,6 @@ _PREDICT_ROWS = 1 << 20
 # -- hyperparameter checks ---------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-def _check_number(name: str, value: Any, *, positive: bool) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer)
-    if not bad:
-        bad = not math.isfinite(value) or (value <= 0 if positive else value < 0)
-    if bad:
-        raise ConfigError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}")
 
 
 def _check_device(device: Any) -> torch.device:
@@ -354,11 +343,11 @@ class BiasedMFALS(_BiasedFactors):
         self.device = device
 
     def _check_params(self) -> None:
-        _check_int("factors", self.factors, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_number("reg", self.reg, positive=True)
-        _check_number("bias_reg", self.bias_reg, positive=False)
-        _check_int("random_state", self.random_state, 0)
+        check_int("factors", self.factors, 1)
+        check_int("epochs", self.epochs, 1)
+        check_number("reg", self.reg, strict=True)
+        check_number("bias_reg", self.bias_reg)
+        check_int("random_state", self.random_state, 0)
         _check_device(self.device)
 
     def _fold_in_penalties(self, n_ratings: int) -> tuple[float, float]:
@@ -467,16 +456,16 @@ class _GradientMF(_BiasedFactors):
     device: str
 
     def _check_params(self) -> None:
-        _check_int("factors", self.factors, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_number("learning_rate", self.learning_rate, positive=True)
-        _check_number("reg", self.reg, positive=False)
-        _check_number("init_std", self.init_std, positive=True)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("factors", self.factors, 1)
+        check_int("epochs", self.epochs, 1)
+        check_number("learning_rate", self.learning_rate, strict=True)
+        check_number("reg", self.reg)
+        check_number("init_std", self.init_std, strict=True)
+        check_int("batch_size", self.batch_size, 1)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         check_schedule(self.lr_schedule)
-        _check_int("random_state", self.random_state, 0)
+        check_int("random_state", self.random_state, 0)
         _check_device(self.device)
 
     def _fold_in_penalties(self, n_ratings: int) -> tuple[float, float]:
@@ -723,7 +712,7 @@ class SVDpp(_GradientMF):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_number("implicit_reg", self.implicit_reg, positive=False)
+        check_number("implicit_reg", self.implicit_reg)
 
     def _user_vectors(self, user_index: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_index] + self.user_implicit_[user_index]

@@ -56,7 +56,7 @@ from torch import nn
 
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError, DataError
-from movierec.models.base import Callback, Recommender
+from movierec.models.base import Callback, Recommender, check_int, check_number
 from movierec.models.train import (
     known_pairs_tensors,
     load_module_arrays,
@@ -79,18 +79,6 @@ _SCORE_BLOCK = 1 << 22  # floats per block when scoring many users x all movies 
 
 
 # -- hyperparameter checks ---------------------------------------------------------------------------
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: Any, minimum: float = 0.0, *, above: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and (
-        value > minimum if above else value >= minimum) and math.isfinite(value)
-    if not ok:
-        raise ConfigError(f"{name} must be a number {'>' if above else '>='} {minimum:g}, got {value!r}")
-
-
 def _check_fraction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not 0 <= value < 1:
         raise ConfigError(f"{name} must be a fraction 0 <= x < 1, got {value!r}")
@@ -124,19 +112,19 @@ def _check_common(model: Recommender) -> None:
     params = model.get_params()
     for name in ("factors", "epochs", "batch_size"):
         if name in params:
-            _check_int(name, params[name], 1)
+            check_int(name, params[name], 1)
     if "learning_rate" in params:
-        _check_number("learning_rate", params["learning_rate"], above=True)
+        check_number("learning_rate", params["learning_rate"], strict=True)
     for name in ("reg", "weight_decay"):
         if name in params:
-            _check_number(name, params[name])
+            check_number(name, params[name])
     if "dropout" in params:
         _check_fraction("dropout", params["dropout"])
     if "hidden" in params:
         _parse_hidden(params["hidden"])
-    _check_int("random_state", params["random_state"], 0)
+    check_int("random_state", params["random_state"], 0)
     if params["threads"] is not None:
-        _check_int("threads", params["threads"], 1)
+        check_int("threads", params["threads"], 1)
     resolve_device(params["device"])  # raises ConfigError naming the device
 
 
@@ -904,7 +892,7 @@ class MeanNormalizedMF(Recommender):
 
     def _check_params(self) -> None:
         _check_common(self)
-        _check_number("init_sd", self.init_sd)
+        check_number("init_sd", self.init_sd)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
@@ -1040,7 +1028,7 @@ class EmbeddingRegressor(EmbeddingMLP):
         _check_fraction("valid_fraction", self.valid_fraction)
         if not isinstance(self.temporal_valid, bool | np.bool_):
             raise ConfigError(f"temporal_valid must be true or false, got {self.temporal_valid!r}")
-        _check_int("patience", self.patience, 1)
+        check_int("patience", self.patience, 1)
 
     def _patience(self) -> int | None:
         return int(self.patience)
