@@ -482,11 +482,6 @@ def train_command(
     metrics: dict[str, float] = {}
     if split_obj is not None:
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
-        # Figures only the model can compute on the held-out part (validation loss, a classifier's
-        # accuracy and arg-max RMSE), from its last epoch.
-        last = history[-1] if history else {}
-        metrics |= {key: value for key, value in last.items()
-                    if key.startswith("valid_") and key != "valid_rmse" and isinstance(value, float)}
     dataset_label = Path(dataset.name).stem if Path(dataset.name).suffix else dataset.name
     target = out_dir or Path("runs") / f"{dataset_label}-{model_name}"
     model.save(

@@ -212,3 +212,11 @@ def test_vocabulary_from_values_agrees_with_numpy_unique(values: list) -> None:
     if len(array):
         r = Ratings.from_arrays(array, np.zeros(len(array), dtype=np.int64), np.ones(len(array)))
         assert r.user_ids.tolist() == array.tolist()
+
+
+def test_text_that_cannot_name_an_integer_id_is_unknown() -> None:
+    vocab = Vocabulary.from_values([1, 2, 3], "movie")
+    assert vocab.indices(np.array(["abc", "2", " 3 "]), missing="mask").tolist() == [-1, 1, 2]
+    assert vocab.indices(np.array(["1", "x"], dtype=object), missing="mask").tolist() == [0, -1]
+    with pytest.raises(UnknownIdError, match="unknown movie id 'abc'"):
+        vocab.indices(np.array(["abc"]))

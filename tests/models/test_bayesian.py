@@ -295,3 +295,17 @@ def test_quality_on_ml100k_u1(ml100k: Dataset) -> None:
     split = make_split(ml100k, "u1")
     model = BayesianMF().fit(split.train)
     assert rmse(model, split.test) < 0.8899 + 0.005
+
+
+def test_implicit_terms_refuse_data_too_large_for_their_decomposition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from movierec.models import bayesian
+
+    data = synthesize(30, 20, 300, seed=5).ratings
+    monkeypatch.setattr(bayesian, "MAX_IMPLICIT_SIDE", 10)
+    model = BayesianMF(burn_in=1, samples=1)
+    with pytest.raises(ConfigError, match="implicit='none' for data this large"):
+        model.fit(data)
+    assert not model.is_fitted
+    assert BayesianMF(burn_in=1, samples=1, implicit="none").fit(data).is_fitted

@@ -8,6 +8,7 @@ others: a personalised model must rank the withheld movie first among user 0's u
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,53 @@ def test_constructor_stores_parameters_unchanged(name: str) -> None:
     model = MODELS[name](**defaults)
     assert model.get_params() == defaults
     assert not model.is_fitted
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_and_load_leave_global_random_state_alone(name: str, data: Ratings, tmp_path: Path) -> None:
+    import torch
+
+    # the legacy global numpy state is exactly what must stay untouched
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    threads = torch.get_num_threads()
+    model = make(name).fit(data)
+    model.save(tmp_path / "m")
+    load_model(tmp_path / "m")
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])  # noqa: NPY002
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_failed_fit_leaves_the_model_as_it_was(name: str, data: Ratings) -> None:
+    model = make(name).fit(data)
+    users, items = probe_pairs(data)
+    before = model.predict(users, items)
+
+    def fail(event: str, info: dict) -> None:
+        raise RuntimeError("interrupted")
+
+    other = Ratings.from_arrays([7, 8, 9], [1, 2, 3], [1.0, 2.0, 3.0], [1, 2, 3], scale=(0.5, 5.0))
+    with contextlib.suppress(RuntimeError):  # a model reporting no progress would just finish
+        model.fit(other, callback=fail)
+    if model.users_.ids.tolist() == [7, 8, 9]:
+        return  # no callback event: the fit completed, nothing to roll back
+    np.testing.assert_array_equal(model.predict(users, items), before)
+    fresh = make(name)
+    with pytest.raises(RuntimeError):
+        fresh.fit(other, callback=fail)
+    assert not fresh.is_fitted
+
+
+def test_repeated_movies_in_fold_in_count_once(fitted: Recommender) -> None:
+    once = fitted.recommend_for_ratings([(1, 5.0), (2, 1.0)], k=5)
+    repeated = fitted.recommend_for_ratings([(1, 2.0), (1, 5.0), (2, 1.0), (1, 5.0)], k=5)
+    assert once["item"].tolist() == repeated["item"].tolist()
+    np.testing.assert_allclose(once["score"], repeated["score"], rtol=1e-6)
+
+
+def test_recommended_scores_lie_on_the_scale(fitted: Recommender) -> None:
+    if not fitted.predicts_ratings:
+        pytest.skip("ranking scores are not ratings")
+    for frame in (fitted.recommend(2, k=30), fitted.recommend_for_ratings([(1, 5.0)] * 1, k=30)):
+        assert frame["score"].between(0.5, 5.0).all()

@@ -122,8 +122,21 @@ class Vocabulary:
             UnknownIdError: if ``missing="raise"`` and an id is unknown.
         """
         values = np.asarray(raws)
-        if self.is_integer and values.dtype.kind in "US":
-            values = np.array([self._coerce(v) for v in values], dtype=np.int64)
+        if self.is_integer and values.dtype.kind in "USO":
+            converted = np.empty(len(values), dtype=np.int64)
+            unusable = np.zeros(len(values), dtype=bool)
+            for position, value in enumerate(values):  # only text input: a user's few ids
+                try:
+                    converted[position] = self._coerce(value)
+                except (TypeError, ValueError):
+                    unusable[position] = True  # "abc" cannot name an integer id: unknown
+            if unusable.any():
+                if missing == "raise":
+                    raise UnknownIdError(f"unknown {self.kind} id {str(values[unusable][0])!r}")
+                out = np.full(len(values), -1, dtype=np.int64)
+                out[~unusable] = self.indices(converted[~unusable], missing=missing)
+                return out
+            values = converted
         elif not self.is_integer and values.dtype.kind not in "US":
             values = values.astype(str)
         if len(values) == 0:
@@ -132,7 +145,7 @@ class Vocabulary:
         if missing == "raise":
             bad = np.flatnonzero(out < 0)
             if len(bad):
-                raise UnknownIdError(f"unknown {self.kind} id {values[bad[0]]!r}")
+                raise UnknownIdError(f"unknown {self.kind} id {values[bad[0]].item()!r}")
         elif missing != "mask":
             raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
         return out

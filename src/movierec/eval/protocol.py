@@ -1,7 +1,8 @@
 """`evaluate(model, split) -> Report`: the BENCHMARKS.md protocol, full ranking, no sampled negatives.
 
 Rating prediction: RMSE and MAE over every test row, predictions clipped to the scale; pairs the model
-cannot score get its documented fallback and are counted (``fallbacks``).
+cannot score get its documented fallback and are counted (``fallbacks``). A model over rating levels
+(with ``predict_argmax``) also gets ``argmax_rmse`` and ``accuracy`` of its most likely level.
 
 Top-N at K: for every user with at least one test rating, candidates are all items in training minus the
 user's training items; relevant items are all the user's test items (any rating, including items never
@@ -68,10 +69,14 @@ def _rating_metrics(model: Recommender, split: Split) -> tuple[dict[str, float],
     predictions = model.predict(users, items)
     truth = test.rating.astype(np.float64)
     fallbacks = int((~model.known_pairs(users, items)).sum())
-    return (
-        {"rmse": metrics.rmse(truth, predictions), "mae": metrics.mae(truth, predictions)},
-        {"fallbacks": fallbacks},
-    )
+    summary = {"rmse": metrics.rmse(truth, predictions), "mae": metrics.mae(truth, predictions)}
+    predict_argmax = getattr(model, "predict_argmax", None)
+    if predict_argmax is not None:
+        # Classifiers over rating levels: the most likely level, scored as a rating and as a class.
+        levels = np.asarray(predict_argmax(users, items), dtype=np.float64)
+        summary["argmax_rmse"] = metrics.rmse(truth, levels)
+        summary["accuracy"] = float(np.mean(levels == truth))
+    return summary, {"fallbacks": fallbacks}
 
 
 def _ranking(

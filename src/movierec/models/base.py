@@ -107,18 +107,25 @@ class Recommender:
                 Models that stop early carve their own validation part out of ``train``.
             callback: progress events, see `Callback`.
 
+        If fitting fails, the model is left exactly as it was before the call (fitted or not).
+
         Raises:
             ConfigError: an invalid hyperparameter. DataError: empty training data.
         """
         self._check_params()
         if len(train) == 0:
-            raise ConfigError("cannot fit on empty ratings")
-        self.users_ = train.users
-        self.items_ = train.items
-        self.scale_ = train.scale
-        seen = train.csr
-        self.seen_ = seen
-        self._fit(train, valid, callback)
+            raise DataError("cannot fit on empty ratings")
+        before = dict(self.__dict__)  # learned state is rebound by _fit, never mutated in place
+        try:
+            self.users_ = train.users
+            self.items_ = train.items
+            self.scale_ = train.scale
+            self.seen_ = train.csr
+            self._fit(train, valid, callback)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
@@ -183,9 +190,15 @@ class Recommender:
             scores[start : start + len(block)] = top_scores
         return items, scores
 
+    def _display_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as returned to callers: a rating model's are clipped to the scale like `predict`
+        (after ranking, so the order is the unclipped one)."""
+        return np.clip(scores, *self.scale_) if self.predicts_ratings else scores
+
     def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
         keep = items >= 0
-        return pd.DataFrame({"item": self.items_.ids[items[keep]], "score": scores[keep]})
+        return pd.DataFrame({"item": self.items_.ids[items[keep]],
+                             "score": self._display_scores(scores[keep])})
 
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-``k`` movies for a known user: a frame of raw ``item`` ids and ``score``, best first.
@@ -220,7 +233,7 @@ class Recommender:
                 "user": user_ids[rows],
                 "rank": ranks + 1,
                 "item": self.items_.ids[items[keep]],
-                "score": scores[keep],
+                "score": self._display_scores(scores[keep]),
             }
         )
 
@@ -238,7 +251,7 @@ class Recommender:
         """
         _check_k(k)
         self._require_fitted()
-        pairs = list(pairs)
+        pairs = list(dict(pairs).items())  # a movie rated twice counts once: the last rating wins
         raw_items = np.asarray([p[0] for p in pairs])
         values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
         low, high = self.scale_

@@ -204,6 +204,13 @@ class BayesianMF(Recommender):
         residual = train.rating.astype(np.float64) - mu
         by_user = _Side(users, items, residual, n_users, n_items, device)
         by_item = _Side(items, users, residual, n_items, n_users, device)
+        side = min(n_users, n_items)
+        if (self._user_implicit or self._item_implicit) and side > MAX_IMPLICIT_SIDE:
+            raise ConfigError(
+                f"implicit={self.implicit!r} decomposes a dense {side:,} x {side:,} matrix "
+                f"(~{side * side * 8 / 1e9:.1f} GB, more than the {MAX_IMPLICIT_SIDE:,} limit); "
+                "use implicit='none' for data this large"
+            )
         spectral_y = _Spectral(by_user.normalised_sp, device) if self._user_implicit else None
         spectral_z = _Spectral(by_item.normalised_sp, device) if self._item_implicit else None
 
@@ -445,6 +452,11 @@ def _triangle(d: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
     position[upper[0], upper[1]] = torch.arange(upper.shape[1], device=device)
     position[upper[1], upper[0]] = torch.arange(upper.shape[1], device=device)
     return upper, position.reshape(-1)
+
+
+#: Largest min(users, movies) for the implicit terms: their one-off eigendecomposition is dense in
+#: that size (20,000 -> 3.2 GB of float64 and minutes of work); beyond it, use implicit="none".
+MAX_IMPLICIT_SIDE = 20_000
 
 
 class _Spectral:

@@ -272,7 +272,8 @@ class _EmbeddingTower(nn.Module):
         sizes = [2 * factors, *hidden, outputs]
         self.layers = nn.ModuleList()
         for fan_in, fan_out in itertools.pairwise(sizes):
-            layer = nn.Linear(fan_in, fan_out)
+            # skip_init: nn.Linear's default initialisation would draw from torch's global RNG
+            layer = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out)
             with torch.no_grad():
                 layer.weight.copy_(_uniform((fan_out, fan_in), math.sqrt(6 / (fan_in + fan_out)),
                                             generator))
