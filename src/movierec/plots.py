@@ -25,6 +25,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _integer_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _save(figure: Any, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -58,6 +64,7 @@ def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path, ti
         for key in keys:
             axis.plot(epochs, [r.get(key) for r in history], marker="o", label=key.replace("_", " "))
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(_integer_ticks())
         axis.set_ylabel("loss" if keys is losses else "metric")
         axis.grid(alpha=0.3)
         axis.legend()
