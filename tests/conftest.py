@@ -12,11 +12,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from movierec.data.dataset import Dataset
 from movierec.data.download import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Properties are checked for correctness, not speed: a busy 2-core CI machine must not turn a slow
+# example into a failure (speed is measured by benchmarks/, never by tests).
+settings.register_profile("movierec", deadline=None)
+settings.load_profile("movierec")
 
 
 def mirror_dir() -> Path:
