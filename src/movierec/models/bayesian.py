@@ -69,6 +69,7 @@ import torch
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.base import Callback, Recommender, check_int, check_number
+from movierec.models.train import resolve_device, torch_threads
 
 __all__ = ["BayesianMF"]
 
@@ -149,24 +150,7 @@ class BayesianMF(Recommender):
             isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
         ):
             raise ConfigError(f"threads must be an int >= 1 or None, got {threads!r}")
-        self._torch_device(strict=True)
-
-    def _torch_device(self, strict: bool = False) -> torch.device:
-        """The device ``device`` names; when not ``strict`` an unavailable CUDA falls back to CPU
-        (a model trained on a GPU still scores on a CPU-only machine)."""
-        name = self.device
-        if name == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(name)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}"
-                              ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            if strict:
-                raise ConfigError(f"device {name!r} requested but CUDA is not available")
-            return torch.device("cpu")
-        return device
+        resolve_device(self.device)
 
     @property
     def _user_implicit(self) -> bool:
@@ -178,16 +162,11 @@ class BayesianMF(Recommender):
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        before = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(int(self.threads))
-        try:
+        with torch_threads(self.threads):
             self._sample(train, valid, callback)
-        finally:
-            torch.set_num_threads(before)
 
     def _sample(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = self._torch_device(strict=True)
+        device = resolve_device(self.device)
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -336,7 +315,7 @@ class BayesianMF(Recommender):
     # -- scoring -------------------------------------------------------------------------------
     def _scorer(self) -> _Scorer:
         if getattr(self, "_scorer_cache", None) is None:
-            self._scorer_cache = _Scorer(self, self._torch_device())
+            self._scorer_cache = _Scorer(self, resolve_device(self.device, strict=False))
         return self._scorer_cache
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:

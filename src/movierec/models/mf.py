@@ -59,10 +59,6 @@ _PREDICT_ROWS = 1 << 20
 
 
 
-def _check_device(device: Any) -> torch.device:
-    return resolve_device(device)  # raises ConfigError naming the value
-
-
 # -- shared state and inference ----------------------------------------------------------------
 
 
@@ -348,13 +344,13 @@ class BiasedMFALS(_BiasedFactors):
         check_number("reg", self.reg, strict=True)
         check_number("bias_reg", self.bias_reg)
         check_int("random_state", self.random_state, 0)
-        _check_device(self.device)
+        resolve_device(self.device)
 
     def _fold_in_penalties(self, n_ratings: int) -> tuple[float, float]:
         return float(self.reg) * n_ratings, float(self.bias_reg)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = _check_device(self.device)
+        device = resolve_device(self.device)
         dtype = torch.float32
         generator = torch.Generator().manual_seed(int(self.random_state))
         n_users, n_items, k = train.n_users, train.n_items, int(self.factors)
@@ -466,7 +462,7 @@ class _GradientMF(_BiasedFactors):
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         check_schedule(self.lr_schedule)
         check_int("random_state", self.random_state, 0)
-        _check_device(self.device)
+        resolve_device(self.device)
 
     def _fold_in_penalties(self, n_ratings: int) -> tuple[float, float]:
         # the per-rating L2 of training, summed over the new user's ratings
@@ -561,7 +557,7 @@ class BiasedMFSGD(_GradientMF):
         self.device = device
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = _check_device(self.device)
+        device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
         mu = float(train.rating.astype(np.float64).mean())
         module = _FactorModule(train.n_users, train.n_items, int(self.factors), float(self.init_std),
@@ -650,7 +646,7 @@ class SVDpp(_GradientMF):
         self.device = device
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = _check_device(self.device)
+        device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
         mu = float(train.rating.astype(np.float64).mean())
         k = int(self.factors)

@@ -42,11 +42,10 @@ Conventions shared by all five:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +61,7 @@ from movierec.models.train import (
     load_module_arrays,
     module_arrays,
     resolve_device,
+    torch_threads,
     train_minibatch,
 )
 
@@ -129,20 +129,6 @@ def _check_common(model: Recommender) -> None:
 
 
 # -- plumbing ---------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op thread count at ``threads`` (None: leave it)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
     """(CPU generator for initial weights and batch order, generator on ``device`` for dropout)."""
     cpu = torch.Generator().manual_seed(int(seed))
@@ -356,7 +342,7 @@ class _TowerRecommender(Recommender):
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
         generator, dropout_generator = _generators(self.random_state, device)
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             module = _EmbeddingTower(train.n_users, train.n_items, self.factors,
                                      _parse_hidden(self.hidden), self._outputs(train), self.dropout,
                                      generator)
@@ -601,7 +587,7 @@ class DotBiasSigmoid(Recommender):
         generator, _ = _generators(self.random_state, device)
         n_users, n_items, k = train.n_users, train.n_items, self.factors
         low, high = self.scale_
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             # One table, rows: users, movies, then the unknown-user and unknown-movie rows.
             # User rows are [p_u, b_u, 1] and movie rows [q_i, 1, b_i], so one dot product of two
             # rows is p_u . q_i + b_u + b_i. The constant columns get no gradient (`grad_mask`).
@@ -901,7 +887,7 @@ class MeanNormalizedMF(Recommender):
         users = torch.as_tensor(train.user_index.astype(np.int64))
         items = torch.as_tensor(train.item_index.astype(np.int64))
         ratings = torch.as_tensor(np.array(train.rating))
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             net = _MeanNormalizedNet(train.n_users, train.n_items, self.factors, self.init_sd, generator)
             net.item_mean.copy_(torch.as_tensor(
                 np.bincount(train.item_index, train.rating, train.n_items)

@@ -10,10 +10,11 @@ The loop runs over batches, never over ratings: a batch is a slice of index tens
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,17 +32,21 @@ __all__ = [
     "load_module_arrays",
     "module_arrays",
     "resolve_device",
+    "torch_threads",
     "train_minibatch",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None, *, strict: bool = True) -> torch.device:
     """``"auto"``/None -> CUDA when available, else CPU; anything else as torch reads it.
 
+    With ``strict=False`` a CUDA device on a machine without CUDA falls back to the CPU (a model
+    trained on a GPU still scores on a CPU-only machine).
+
     Raises:
-        ConfigError: for an unknown device or CUDA asked for where there is none.
+        ConfigError: for an unknown device, or (strict) CUDA asked for where there is none.
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,8 +55,25 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
+        if not strict:
+            return torch.device("cpu")
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
     return resolved
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count at ``threads`` (None: leave it), restoring
+    the caller's count afterwards."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_schedule(schedule: str | None) -> tuple[str, tuple[float, ...]]:
