@@ -158,10 +158,7 @@ def _run_system(system: str, split_keys: list[str], data_dir: str, threads: int)
 
             model = create_model(system)
             start = time.perf_counter()
-            if getattr(model, "uses_catalog", False):
-                model.fit(split.train, catalog=dataset.catalog)
-            else:
-                model.fit(split.train)
+            model.fit(split.train, catalog=dataset.catalog)  # content and hybrid models need it
             fit_s = time.perf_counter() - start
             score_prep_s = 0.0
             info = {"params": {k: v for k, v in model.get_params().items()

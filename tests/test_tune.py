@@ -298,3 +298,24 @@ def test_nan_trials_are_recorded_as_failed(train: Ratings, monkeypatch: pytest.M
     assert result.trials["state"].tolist() == ["FAIL", "COMPLETE", "FAIL", "COMPLETE"]
     assert result.best_value == result.trials["value"].min()
     assert result.study["completed"] == 2
+
+
+def test_catalog_reaches_every_fit_and_diversity_can_be_tuned(
+        dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogs: list[Any] = []
+
+    class CatalogSpy(BiasRecommender):
+        name = "catalog-spy"
+        uses_catalog = True
+
+        def _fit(self, train: Ratings, valid: Ratings | None, callback: Any) -> None:
+            catalogs.append(self.catalog_)
+            super()._fit(train, valid, callback)
+
+    monkeypatch.setitem(registry.MODELS, "catalog-spy", CatalogSpy)
+    train = make_split(dataset, "user-ratio:0.75:42").train
+    result = tune("catalog-spy", train, metric="diversity@5", trials=3, catalog=dataset.catalog)
+    assert catalogs == [dataset.catalog] * 3
+    assert 0.0 <= result.best_value <= 1.0 and result.study["direction"] == "maximize"
+    with pytest.raises(ConfigError, match="catalog-spy learns from movie features: pass catalog="):
+        tune("catalog-spy", train, metric="rmse", trials=1)

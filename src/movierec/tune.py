@@ -403,8 +403,8 @@ def tune(
 
     Raises:
         ConfigError: unknown model, metric, hyperparameter or split spec; ``trials`` not an int >= 1;
-            a metric the model cannot produce (``rmse`` of a ranking model); an empty space; no trial
-            completed.
+            a metric the model cannot produce (``rmse`` of a ranking model); no catalog for a model or
+            metric that needs one; an empty space; no trial completed.
         DataError: a carve-out that leaves a part empty.
     """
     import optuna
@@ -418,6 +418,8 @@ def tune(
                           f"use a top-N metric such as ndcg@10")
     if key in ("accuracy", "argmax_rmse") and not hasattr(cls, "predict_argmax"):
         raise ConfigError(f"metric {key} needs a classifier over rating levels; {model_name} is not one")
+    if cls.uses_catalog and catalog is None:
+        raise ConfigError(f"{model_name} learns from movie features: pass catalog=")
     if key.startswith("diversity@") and catalog is None:
         raise ConfigError(f"metric {key} needs the catalog (genres): pass catalog=")
     fixed = dict(fixed_params or {})
@@ -438,10 +440,7 @@ def tune(
         params = {name: param.suggest(trial, name) for name, param in chosen.items()}
         model = create_model(model_name, **fixed, **params)
         started = time.perf_counter()
-        if catalog is not None:
-            model.fit(carve.train, catalog=catalog)  # type: ignore[call-arg]
-        else:
-            model.fit(carve.train)
+        model.fit(carve.train, catalog=catalog)
         report = evaluate(model, carve, k=k or 10, catalog=catalog, ranking=k is not None)
         trial.set_user_attr("seconds", time.perf_counter() - started)
         value = float(report.metrics.get(key, math.nan))
