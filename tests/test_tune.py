@@ -238,8 +238,8 @@ def test_table_entries_name_real_hyperparameters_with_valid_values(name: str) ->
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_registered_model_has_a_valid_generic_space(name: str) -> None:
-    space = generic_space(name)
-    assert space, f"{name}: nothing to tune"
+    assert search_space(name), f"{name}: nothing to tune"
+    space = generic_space(name)  # may be empty for a model whose numbers all default to 0 (a table covers it)
     assert not set(space) & NEUTRAL
     defaults = MODELS[name].default_params()
     for param, spec in space.items():
@@ -247,7 +247,6 @@ def test_every_registered_model_has_a_valid_generic_space(name: str) -> None:
         assert spec.low <= defaults[param] <= spec.high
         for value in _values(spec):
             assert _accepted(name, {param: value}), f"{name}: {param}={value!r} refused by the model"
-    assert search_space(name)
 
 
 def test_generic_space_hand_computed() -> None:
