@@ -248,6 +248,9 @@ def main() -> None:
         _child(*args.child)
         return
 
+    # The parent must see the same registry as the children (which get PYTHONPATH=ROOT/src), also when
+    # the installed movierec is another checkout's.
+    sys.path.insert(0, str(ROOT / "src"))
     from movierec.data.download import load_dataset
     from movierec.models.registry import MODELS
 

@@ -131,7 +131,8 @@ def test_best_trial_is_the_best_of_the_frame(model: str, metric: str, pick: Any,
 def test_best_params_reproduce_the_best_value(train: Ratings) -> None:
     result = tune("bias", train, metric="rmse", trials=5, valid_spec="random:0.8:5")
     carve = make_split(Dataset("t", train, catalog=None), "random:0.8:5")  # type: ignore[arg-type]
-    model = create_model("bias", **result.best_params).fit(carve.train)
+    model = result.best_model().fit(carve.train)
+    assert model.get_params() == create_model("bias", **result.best_params).get_params()
     rmse = evaluate(model, carve, ranking=False).metrics["rmse"]
     assert rmse == pytest.approx(result.best_value, abs=1e-12)
     assert result.study["valid_train_ratings"] == len(carve.train)

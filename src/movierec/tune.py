@@ -348,6 +348,10 @@ class TuneResult:
     trials: pd.DataFrame
     study: dict[str, Any] = field(default_factory=dict)
 
+    def best_model(self) -> Recommender:
+        """A new, unfitted model with `best_params` (fit it on the whole training data)."""
+        return create_model(self.study["model"], **self.best_params)
+
     def leaderboard(self, n: int = 10) -> pd.DataFrame:
         """The ``n`` best completed trials, best first (ties: earlier trial first)."""
         done = self.trials[self.trials["state"] == "COMPLETE"]
