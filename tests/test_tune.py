@@ -319,3 +319,24 @@ def test_catalog_reaches_every_fit_and_diversity_can_be_tuned(
     assert 0.0 <= result.best_value <= 1.0 and result.study["direction"] == "maximize"
     with pytest.raises(ConfigError, match="catalog-spy learns from movie features: pass catalog="):
         tune("catalog-spy", train, metric="rmse", trials=1)
+
+
+def test_first_trial_is_the_defaults_so_tuning_never_loses(train: Ratings) -> None:
+    defaults = BiasRecommender.default_params()  # reg_user 15, reg_item 10, epochs 10: all in the table
+    result = tune("bias", train, metric="rmse", trials=4)
+    first = result.trials.iloc[0]
+    assert {n: first[n] for n in ("reg_user", "reg_item", "epochs")} == defaults
+    assert result.best_value <= first["value"]
+    # only the in-space defaults are pinned; with the search off they are sampled like the rest
+    narrow = tune("bias", train, metric="rmse", trials=1, space={"reg_user": FloatRange(20.0, 30.0),
+                                                                 "epochs": IntRange(2, 20)})
+    assert narrow.trials.iloc[0]["epochs"] == 10 and 20.0 <= narrow.trials.iloc[0]["reg_user"] <= 30.0
+    sampled = tune("bias", train, metric="rmse", trials=1, try_defaults=False)
+    assert sampled.trials.iloc[0]["reg_user"] != 15.0
+
+
+def test_space_membership() -> None:
+    assert 0.5 in FloatRange(0.0, 4.0, step=0.5) and 0.3 not in FloatRange(0.0, 4.0, step=0.5)
+    assert 5.0 not in FloatRange(0.0, 4.0) and True not in FloatRange(0.0, 4.0)
+    assert 3 in IntRange(1, 3) and 3.0 not in IntRange(1, 3) and 0 not in IntRange(1, 3)
+    assert "bm25" in Choice(("cosine", "bm25")) and 1 not in Choice((True, False))

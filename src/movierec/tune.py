@@ -64,6 +64,14 @@ class FloatRange:
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        return self.step is None or math.isclose((value - self.low) / self.step,
+                                                 round((value - self.low) / self.step))
+
     def __str__(self) -> str:
         step = f" step {self.step:g}" if self.step else ""
         return f"float {self.low:g}..{self.high:g}{' log' if self.log else ''}{step}"
@@ -80,6 +88,10 @@ class IntRange:
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
 
+    def __contains__(self, value: Any) -> bool:
+        return (not isinstance(value, bool) and isinstance(value, int | np.integer)
+                and self.low <= value <= self.high)
+
     def __str__(self) -> str:
         return f"int {self.low}..{self.high}{' log' if self.log else ''}"
 
@@ -92,6 +104,9 @@ class Choice:
 
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
+
+    def __contains__(self, value: Any) -> bool:
+        return any(type(value) is type(v) and value == v for v in self.values)
 
     def __str__(self) -> str:
         return "one of " + ", ".join(map(str, self.values))
@@ -384,6 +399,7 @@ def tune(
     random_state: int = 0,
     catalog: Catalog | None = None,
     callback: Callback | None = None,
+    try_defaults: bool = True,
 ) -> TuneResult:
     """Search hyperparameters of ``model_name`` on a validation carve-out of ``train``.
 
@@ -404,6 +420,8 @@ def tune(
         callback: ``callback("trial", info)`` after each trial, info holding ``number`` (from 0),
             ``trials``, ``value`` (NaN if the trial failed), ``params``, ``best_value``,
             ``best_params``, ``seconds``.
+        try_defaults: make the first trial the model's defaults (those inside the space; the rest
+            sampled), so the result is never worse on the carve-out than not tuning at all.
 
     Raises:
         ConfigError: unknown model, metric, hyperparameter or split spec; ``trials`` not an int >= 1;
@@ -470,6 +488,11 @@ def tune(
     try:
         sampler = optuna.samplers.TPESampler(seed=random_state)
         study = optuna.create_study(direction=direction, sampler=sampler)
+        if try_defaults:
+            defaults = cls.default_params()
+            start = {n: defaults[n] for n, p in chosen.items() if defaults[n] in p}
+            if start:
+                study.enqueue_trial(start)
         study.optimize(objective, n_trials=int(trials), callbacks=[progress], catch=())
     finally:
         optuna.logging.set_verbosity(verbosity)
