@@ -14,7 +14,7 @@ from movierec.data.dataset import Catalog, Ratings
 from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
-from movierec.models.content import ContentRecommender, fit_with_catalog, item_features
+from movierec.models.content import ContentRecommender, item_features
 
 
 def idf(df: int, n: int) -> float:
@@ -94,7 +94,7 @@ def small_ratings() -> Ratings:
 
 
 def fitted(**params: object) -> ContentRecommender:
-    return fit_with_catalog(ContentRecommender(**params), small_ratings(), catalog_with_new_movies())
+    return ContentRecommender(**params).fit(small_ratings(), catalog=catalog_with_new_movies())
 
 
 def test_vocabulary_covers_catalog_only_movies() -> None:
@@ -166,7 +166,7 @@ def test_needs_a_catalog_and_checks_params() -> None:
                             ({"genre_weight": 0.0, "tag_weight": 0.0, "year_weight": 0.0}, "not all be 0"),
                             ({"min_tag_movies": 0}, "min_tag_movies")):
         with pytest.raises(ConfigError, match=message):
-            fit_with_catalog(ContentRecommender(**params), small_ratings(), catalog_with_new_movies())
+            ContentRecommender(**params).fit(small_ratings(), catalog=catalog_with_new_movies())
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quality_on_ml100k_strat75(ml100k) -> None:  # type: ignore[no-untyped-def]
     split = make_split(ml100k, "user-ratio:0.75:42")
-    model = fit_with_catalog(ContentRecommender(), split.train, ml100k.catalog)
+    model = ContentRecommender().fit(split.train, catalog=ml100k.catalog)
     metrics = evaluate(model, split, k=10, catalog=ml100k.catalog).metrics
     # genres and decades alone: far below collaborative models, far above chance (~0.01)
     assert 0.04 <= metrics["ndcg@10"] <= 0.09, metrics

@@ -23,7 +23,6 @@ from movierec.artifacts import load_model
 from movierec.data.dataset import Catalog, Ratings
 from movierec.errors import UnknownIdError
 from movierec.models.base import Recommender
-from movierec.models.content import fit_with_catalog
 from movierec.models.registry import MODELS, create_model
 
 N_USERS, N_ITEMS = 40, 30
@@ -85,8 +84,8 @@ CATALOG = catalog()
 
 def fit(model: Recommender, ratings: Ratings, **kwargs: Any) -> Recommender:
     """``model.fit``, with the catalog for models that need one."""
-    if getattr(model, "uses_catalog", False):
-        return fit_with_catalog(model, ratings, CATALOG, **kwargs)
+    if model.uses_catalog:
+        kwargs["catalog"] = CATALOG
     return model.fit(ratings, **kwargs)
 
 
@@ -202,7 +201,7 @@ def test_refit_starts_fresh(data: Ratings) -> None:
         np.testing.assert_allclose(reused.predict(users, items), fresh.predict(users, items),
                                    rtol=0, atol=1e-6, err_msg=name)
         # a catalog model knows every catalog movie, rated or not
-        expected = list(range(1, N_ITEMS + 1)) if getattr(reused, "uses_catalog", False) else [1, 2, 3]
+        expected = list(range(1, N_ITEMS + 1)) if reused.uses_catalog else [1, 2, 3]
         assert reused.items_.ids.tolist() == expected
 
 

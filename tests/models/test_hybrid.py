@@ -13,7 +13,6 @@ from movierec.data.dataset import Catalog, Ratings
 from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
-from movierec.models.content import fit_with_catalog
 from movierec.models.hybrid import HybridRecommender, zscore_rows
 
 
@@ -46,7 +45,7 @@ def ratings(ids: list | None = None) -> Ratings:  # type: ignore[type-arg]
 def fit(model: HybridRecommender, data: Ratings | None = None, ids: list | None = None  # type: ignore[type-arg]
         ) -> HybridRecommender:
     ids = ids or list(range(1, 13))
-    return fit_with_catalog(model, data or ratings(ids), catalog(ids))
+    return model.fit(data or ratings(ids), catalog=catalog(ids))
 
 
 def test_zscore_rows_by_hand() -> None:
@@ -153,6 +152,6 @@ def test_checks_params() -> None:
 @pytest.mark.slow
 def test_quality_on_ml100k_strat75(ml100k) -> None:  # type: ignore[no-untyped-def]
     split = make_split(ml100k, "user-ratio:0.75:42")
-    model = fit_with_catalog(HybridRecommender("biased-mf-als"), split.train, ml100k.catalog)
+    model = HybridRecommender("biased-mf-als").fit(split.train, catalog=ml100k.catalog)
     metrics = evaluate(model, split, k=10, catalog=ml100k.catalog).metrics
     assert 0.05 <= metrics["ndcg@10"] <= 0.5, metrics

@@ -34,7 +34,7 @@ Fallback for pairs unknown to training: 0 (no evidence either way).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -206,9 +206,7 @@ class ContentRecommender(Recommender):
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        catalog = getattr(self, "catalog_", None)
-        if catalog is None:
-            raise ConfigError(f"{self.name} needs the movie catalog: fit(train, catalog=...)")
+        catalog = self.catalog_  # never None here: fit refuses a catalog model without one
         items = union_vocabulary(self.items_, catalog)
         self.seen_ = _reindex_columns(self.seen_, self.items_, items)
         self.items_ = items
@@ -339,12 +337,3 @@ def _reindex_columns(matrix: sp.csr_matrix, old: Vocabulary, new: Vocabulary) ->
     moved.sort_indices()
     return moved
 
-
-def fit_with_catalog(model: Recommender, train: Ratings, catalog: Catalog, **kwargs: Any) -> Recommender:
-    """``model.fit(train, catalog=catalog)``, also where `Recommender.fit` takes no catalog yet."""
-    import inspect
-
-    if "catalog" in inspect.signature(model.fit).parameters:
-        return model.fit(train, catalog=catalog, **kwargs)
-    model.catalog_ = catalog
-    return model.fit(train, **kwargs)

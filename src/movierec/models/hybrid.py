@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from movierec.data.dataset import Ratings, Vocabulary
 from movierec.errors import ConfigError
 from movierec.models.base import Callback, Recommender, check_number
-from movierec.models.content import ContentRecommender, fit_with_catalog
+from movierec.models.content import ContentRecommender
 
 __all__ = ["HybridRecommender", "zscore_rows"]
 
@@ -124,10 +124,7 @@ class HybridRecommender(Recommender):
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        catalog = getattr(self, "catalog_", None)
-        if catalog is None:
-            raise ConfigError(f"{self.name} needs the movie catalog: fit(train, catalog=...)")
-        content = fit_with_catalog(self._content_model(), train, catalog, callback=callback)
+        content = self._content_model().fit(train, callback=callback, catalog=self.catalog_)
         collaborative = self._collaborative_model().fit(train, callback=callback)
         self.content_ = content
         self.collaborative_ = collaborative
