@@ -184,6 +184,7 @@ def test_quality_on_ml100k_strat75(ml100k) -> None:  # type: ignore[no-untyped-d
     split = make_split(ml100k, "user-ratio:0.75:42")
     model = ContentRecommender().fit(split.train, catalog=ml100k.catalog)
     metrics = evaluate(model, split, k=10, catalog=ml100k.catalog).metrics
-    # genres and decades alone: far below collaborative models, far above chance (~0.01)
-    assert 0.04 <= metrics["ndcg@10"] <= 0.09, metrics
+    # genres and decades alone (0.051 measured): far below collaborative ranking models, far above
+    # chance (~0.01)
+    assert 0.04 <= metrics["ndcg@10"] <= 0.07, metrics
     assert metrics["coverage@10"] >= 0.2, metrics

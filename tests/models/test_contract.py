@@ -41,6 +41,8 @@ FAST: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"batch_size": 32},
     "dot-bias-sigmoid": {"factors": 8, "epochs": 20, "learning_rate": 0.01},
     "mean-normalized-mf": {"epochs": 100},
+    # tags are off by default; on, so that min_tag_movies has something to act on
+    "content": {"tag_weight": 1.0},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
 ALTERNATIVES: dict[str, dict[str, Any]] = {

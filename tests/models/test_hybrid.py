@@ -154,4 +154,5 @@ def test_quality_on_ml100k_strat75(ml100k) -> None:  # type: ignore[no-untyped-d
     split = make_split(ml100k, "user-ratio:0.75:42")
     model = HybridRecommender("biased-mf-als").fit(split.train, catalog=ml100k.catalog)
     metrics = evaluate(model, split, k=10, catalog=ml100k.catalog).metrics
-    assert 0.05 <= metrics["ndcg@10"] <= 0.5, metrics
+    # 0.136 measured: above both parts alone (biased-mf-als 0.082, content 0.051)
+    assert 0.11 <= metrics["ndcg@10"] <= 0.16, metrics
