@@ -17,6 +17,7 @@ from movierec.models.neural import (
     MeanNormalizedMF,
     RatingClassifier,
 )
+from movierec.models.vae import MultVAE
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
 
@@ -32,6 +33,7 @@ MODELS: dict[str, type[Recommender]] = {
         EmbeddingRegressor,
         ItemKNNBaseline,
         MeanNormalizedMF,
+        MultVAE,
         RatingClassifier,
         SVDpp,
     ]
