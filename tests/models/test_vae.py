@@ -169,10 +169,10 @@ def test_bad_hyperparameters_are_named(ratings: Ratings, params: dict, message: 
 # -- quality on real data -------------------------------------------------------------------------
 @pytest.mark.slow
 def test_quality_on_ml100k_strat75(ml100k: Dataset) -> None:
-    # A third of the default network's cost, so the gate takes seconds; the defaults reach
-    # NDCG@10 0.442 here (benchmarks/vae.py).
+    # Eight epochs at a larger step size, so the gate takes seconds (NDCG@10 0.417, P@10 0.362
+    # measured; the defaults reach 0.431 in 40 epochs, benchmarks/vae.py); most popular: 0.254.
     split = make_split(ml100k, "user-ratio:0.75:42")
-    model = MultVAE(hidden="200", latent=64, epochs=20).fit(split.train)
+    model = MultVAE(epochs=8, learning_rate=3e-3).fit(split.train)
     report = evaluate(model, split, k=10)
-    print(report.metrics)
-    assert 0.40 <= report.metrics["ndcg@10"] <= 0.55, report.metrics
+    assert 0.37 <= report.metrics["ndcg@10"] <= 0.50, report.metrics
+    assert report.metrics["precision@10"] >= 0.33, report.metrics
