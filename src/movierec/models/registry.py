@@ -6,9 +6,10 @@ from typing import Any
 
 from movierec.errors import ConfigError
 from movierec.models.base import Recommender
-from movierec.models.baseline import BiasRecommender
+from movierec.models.baseline import BiasRecommender, Popularity
 from movierec.models.bayesian import BayesianMF
-from movierec.models.knn import ItemKNNBaseline
+from movierec.models.ease import EASE
+from movierec.models.knn import ItemKNN, ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
     DotBiasSigmoid,
@@ -28,10 +29,13 @@ MODELS: dict[str, type[Recommender]] = {
         BiasedMFALS,
         BiasedMFSGD,
         DotBiasSigmoid,
+        EASE,
         EmbeddingMLP,
         EmbeddingRegressor,
+        ItemKNN,
         ItemKNNBaseline,
         MeanNormalizedMF,
+        Popularity,
         RatingClassifier,
         SVDpp,
     ]
