@@ -56,7 +56,7 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     # checkerboard ratings are 1-1.5 or 4.5-5: a threshold between them changes which count
     "popularity": {"min_rating": 3.0, "weighting": "rating"},
     "ease": {"min_rating": 0.0, "weighting": "rating"},
-    "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "bm25"},
+    "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "cosine", "bm25_b": 0.9},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
 NEUTRAL = {"device", "max_items", "threads"}

@@ -74,6 +74,18 @@ def test_ease_weights_are_the_constrained_ridge_solution():
             np.testing.assert_allclose(weights[rest, i], solve, rtol=1e-8, atol=1e-10)
 
 
+def test_ease_weights_on_a_catalog_wider_than_one_mirror_band():
+    # 600 movies: the Cholesky inverse is mirrored in several bands of rows
+    rng = np.random.default_rng(5)
+    x = sp.random(300, 600, density=0.05, random_state=rng, format="csr")
+    x.data[:] = 1.0
+    gram = (x.T @ x).toarray() + 7.0 * np.eye(600)
+    inverse = np.linalg.inv(gram)
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0)
+    np.testing.assert_allclose(ease_weights(x, 7.0), expected, rtol=1e-8, atol=1e-12)
+
+
 def interaction_dense(ratings: Ratings) -> np.ndarray:
     return (ratings.csr.toarray() > 0).astype(float)
 
@@ -114,16 +126,17 @@ def test_ease_guards_and_unknown_pairs():
 def test_cosine_similarity_by_hand():
     # binary: movie 1 by users {1, 2}, movie 2 by {1, 2, 3}, movie 3 by {1, 3, 4}
     # cos(1, 2) = 2 / sqrt(2 * 3), cos(1, 3) = 1 / sqrt(2 * 3), cos(2, 3) = 2 / sqrt(3 * 3)
-    model = ItemKNN(similarity="cosine", neighbors=5, shrink=0.0).fit(tiny())
+    model = ItemKNN(similarity="cosine", neighbors=5, shrink=0.0, weighting="binary").fit(tiny())
     c12, c13, c23 = 2 / np.sqrt(6), 1 / np.sqrt(6), 2 / 3
     expected = np.array([[0, c12, c13], [c12, 0, c23], [c13, c23, 0]])
     np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-6)
     # shrink 1: times n_ij / (n_ij + 1) with n_12 = 2, n_13 = 1, n_23 = 2
-    shrunk = ItemKNN(similarity="cosine", neighbors=5, shrink=1.0).fit(tiny())
+    shrunk = ItemKNN(similarity="cosine", neighbors=5, shrink=1.0, weighting="binary").fit(tiny())
     factor = np.array([[0, 2 / 3, 1 / 2], [2 / 3, 0, 2 / 3], [1 / 2, 2 / 3, 0]])
     np.testing.assert_allclose(shrunk.similarity_.toarray(), expected * factor, rtol=1e-6)
     # one neighbour per movie: each row keeps its largest entry
-    top1 = ItemKNN(similarity="cosine", neighbors=1, shrink=0.0).fit(tiny()).similarity_.toarray()
+    top1 = ItemKNN(similarity="cosine", neighbors=1, shrink=0.0, weighting="binary").fit(tiny())
+    top1 = top1.similarity_.toarray()
     np.testing.assert_allclose(top1, [[0, c12, 0], [c12, 0, 0], [0, c23, 0]], rtol=1e-6)
 
 
@@ -181,9 +194,9 @@ def strat75(ml100k):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "low", "high"), [
-    (Popularity(), 0.25, 0.26),
-    (ItemKNN(), 0.42, 0.48),
-    (EASE(), 0.48, 0.52),
+    (Popularity(), 0.25, 0.26),  # anchor (most popular): 0.254
+    (ItemKNN(), 0.41, 0.43),  # measured 0.421; LensKit ItemKNN 0.365
+    (EASE(), 0.47, 0.49),  # measured 0.480; the anchor's EASE (lambda 500) 0.484
 ])
 def test_ndcg_on_ml100k_strat75(strat75, model, low, high):
     report = evaluate(model.fit(strat75.train), strat75, k=10)
