@@ -55,7 +55,8 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
     # checkerboard ratings are 1-1.5 or 4.5-5: a threshold between them changes which count
     "popularity": {"min_rating": 3.0, "weighting": "rating"},
-    "ease": {"min_rating": 0.0, "weighting": "rating"},
+    # checkerboard ratings are 1000 s apart: a gap wider than that makes each user's history a session
+    "ease": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0, "dropout": 0.2},
     "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "cosine", "bm25_b": 0.9},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
