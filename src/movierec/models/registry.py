@@ -8,7 +8,9 @@ from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender, Popularity
 from movierec.models.bayesian import BayesianMF
+from movierec.models.content import ContentRecommender
 from movierec.models.ease import EASE
+from movierec.models.hybrid import HybridRecommender
 from movierec.models.knn import ItemKNN, ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
@@ -28,10 +30,12 @@ MODELS: dict[str, type[Recommender]] = {
         BayesianMF,
         BiasedMFALS,
         BiasedMFSGD,
+        ContentRecommender,
         DotBiasSigmoid,
         EASE,
         EmbeddingMLP,
         EmbeddingRegressor,
+        HybridRecommender,
         ItemKNN,
         ItemKNNBaseline,
         MeanNormalizedMF,
