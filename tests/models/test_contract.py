@@ -41,6 +41,10 @@ FAST: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"batch_size": 32},
     "dot-bias-sigmoid": {"factors": 8, "epochs": 20, "learning_rate": 0.01},
     "mean-normalized-mf": {"epochs": 100},
+    # who rated what is random on the checkerboard, the tastes are in the ratings: interactions are
+    # the high ratings only; 30 movies: a strong penalty would drown their co-occurrences
+    "ease": {"reg": 10.0, "min_rating": 3.0},
+    "item-knn": {"neighbors": 10, "min_rating": 3.0},
     # tags are off by default; on, so that min_tag_movies has something to act on
     "content": {"tag_weight": 1.0},
     # 40 users: small batches give enough updates; the KL weight reaches beta within the run
@@ -59,6 +63,11 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "rating-classifier": {"hidden": "16"},
     # early stopping can make epochs/patience moot on a given dataset: values that bind here
     "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
+    # checkerboard ratings are 1-1.5 or 4.5-5: a threshold between them changes which count
+    "popularity": {"min_rating": 3.0, "weighting": "rating"},
+    # checkerboard ratings are 1000 s apart: a gap wider than that makes each user's history a session
+    "ease": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0, "dropout": 0.2},
+    "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "cosine", "bm25_b": 0.9},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
     "content": {"weighting": "deviation", "min_rating": 3.0},
     "hybrid": {"collaborative": "biased-mf-als", "weighting": "deviation", "min_rating": 3.0},
@@ -68,7 +77,7 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
 # Hyperparameters that must not change results (where the computation runs, memory guards).
 NEUTRAL = {"device", "max_items", "threads"}
 # Models that rank the same way for everybody: they cannot find a withheld taste.
-NON_PERSONALISED = {"bias"}
+NON_PERSONALISED = {"bias", "popularity"}
 
 NAMES = sorted(MODELS)
 

@@ -1,4 +1,4 @@
-"""Baselines: the global mean plus regularised user and movie biases.
+"""Baselines: the global mean plus regularised user and movie biases; most-popular ranking.
 
 Notation (Koren 2008, as Surprise documents it): r̂_ui = mu + b_u + b_i, learned by minimising
 sum (r_ui - mu - b_u - b_i)^2 + reg_user * sum b_u^2 + reg_item * sum b_i^2 with alternating
@@ -20,8 +20,9 @@ import numpy as np
 
 from movierec.data.dataset import Ratings
 from movierec.models.base import Callback, Recommender, check_int, check_number
+from movierec.models.interactions import check_interaction_params, interaction_matrix
 
-__all__ = ["BiasRecommender"]
+__all__ = ["BiasRecommender", "Popularity"]
 
 
 class BiasRecommender(Recommender):
@@ -99,3 +100,56 @@ class BiasRecommender(Recommender):
         self.global_mean_ = float(arrays["global_mean"][0])
         self.user_bias_ = arrays["user_bias"]
         self.item_bias_ = arrays["item_bias"]
+
+
+class Popularity(Recommender):
+    """Most popular: every movie scored by its total interaction weight in training.
+
+    With the defaults the score of movie i is the number of users who rated it; ``min_rating`` and
+    ``weighting`` (see `movierec.models.interactions`) count only ratings >= ``min_rating`` and weigh
+    each by its confidence. The ranking is the same for every user (seen movies are still excluded),
+    which makes it the floor every personalised ranking model must clear.
+
+    Args:
+        min_rating: ratings below it do not count.
+        weighting: ``"binary"``, ``"rating"`` or ``"centered"`` interaction values.
+
+    Fitted attributes: ``counts_`` (n_items,) float64, the summed interaction weight per movie index.
+
+    Scores are popularity counts, not ratings. Fallback: a movie unknown to training scores 0; a new
+    user (fold-in) or an unknown one gets the same counts as everybody.
+    """
+
+    name = "popularity"
+    predicts_ratings = False
+
+    def __init__(self, min_rating: float = 0.0, weighting: str = "binary") -> None:
+        self.min_rating = min_rating
+        self.weighting = weighting
+
+    def _check_params(self) -> None:
+        check_interaction_params(self.min_rating, self.weighting)
+
+    def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
+        interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
+        # float64 sums: float32 would lose whole counts past 2^24 interactions on large data
+        self.counts_ = np.asarray(interactions.sum(axis=0, dtype=np.float64)).ravel()
+
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        item_index = np.asarray(item_index, dtype=np.int64)
+        return np.where(item_index >= 0, self.counts_[np.maximum(item_index, 0)], 0.0)
+
+    def _score_users(self, user_index: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(user_index), len(self.counts_))).copy()
+
+    def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        return self.counts_.copy()
+
+    def _cold_start(self) -> np.ndarray:
+        return self.counts_.copy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.counts_ = arrays["counts"]

@@ -6,11 +6,12 @@ from typing import Any
 
 from movierec.errors import ConfigError
 from movierec.models.base import Recommender
-from movierec.models.baseline import BiasRecommender
+from movierec.models.baseline import BiasRecommender, Popularity
 from movierec.models.bayesian import BayesianMF
 from movierec.models.content import ContentRecommender
+from movierec.models.ease import EASE
 from movierec.models.hybrid import HybridRecommender
-from movierec.models.knn import ItemKNNBaseline
+from movierec.models.knn import ItemKNN, ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
     DotBiasSigmoid,
@@ -32,12 +33,15 @@ MODELS: dict[str, type[Recommender]] = {
         BiasedMFSGD,
         ContentRecommender,
         DotBiasSigmoid,
+        EASE,
         EmbeddingMLP,
         EmbeddingRegressor,
         HybridRecommender,
+        ItemKNN,
         ItemKNNBaseline,
         MeanNormalizedMF,
         MultVAE,
+        Popularity,
         RatingClassifier,
         SVDpp,
     ]
