@@ -37,6 +37,10 @@ FAST: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"batch_size": 32},
     "dot-bias-sigmoid": {"factors": 8, "epochs": 20, "learning_rate": 0.01},
     "mean-normalized-mf": {"epochs": 100},
+    # checkerboard users watch movies of both groups alike, so the tastes live in the ratings only:
+    # ranking models see them through a threshold
+    "ials": {"factors": 8, "epochs": 5, "min_rating": 3.0},
+    "bpr": {"factors": 8, "epochs": 20, "batch_size": 64, "learning_rate": 0.1, "min_rating": 3.0},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
 ALTERNATIVES: dict[str, dict[str, Any]] = {
@@ -49,6 +53,8 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "rating-classifier": {"hidden": "16"},
     # early stopping can make epochs/patience moot on a given dataset: values that bind here
     "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
+    "ials": {"min_rating": 0.0, "weighting": "rating"},
+    "bpr": {"min_rating": 0.0, "weighting": "rating"},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
 NEUTRAL = {"device", "max_items", "threads"}

@@ -8,6 +8,7 @@ from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
 from movierec.models.bayesian import BayesianMF
+from movierec.models.implicit import BPR, ImplicitALS
 from movierec.models.knn import ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
@@ -25,11 +26,13 @@ MODELS: dict[str, type[Recommender]] = {
     for cls in [
         BiasRecommender,
         BayesianMF,
+        BPR,
         BiasedMFALS,
         BiasedMFSGD,
         DotBiasSigmoid,
         EmbeddingMLP,
         EmbeddingRegressor,
+        ImplicitALS,
         ItemKNNBaseline,
         MeanNormalizedMF,
         RatingClassifier,
