@@ -116,28 +116,37 @@ def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, start: torch.Tensor, r
 
     Returns:
         (n_rows, f): with ``steps`` >= f, the exact solution of `ials_solve_reference` up to rounding.
+
+    Every (n_rows, f) array is allocated once and updated in place: on a CPU, fresh large arrays cost
+    page faults on first touch, as much as the arithmetic on them.
     """
     gram = other.T @ other
     gram.diagonal().add_(float(reg))
     extra = pattern.extra
     x = start.clone()
     # r = b - A x with b_u = sum_i c_ui y_i: one sampled product and one sparse product together
-    weights = (1.0 + extra) - extra * pattern.dots(x, other)
-    r = torch.sparse.mm(pattern.csr(weights), other).addmm_(x, gram, alpha=-1.0)
+    weights = (1.0 + extra).sub_(extra * pattern.dots(x, other))
+    r = torch.addmm(x @ gram, pattern.csr(weights), other, beta=-1.0)
     p = r.clone()
-    rs = (r * r).sum(1)
+    ap, scratch = torch.empty_like(r), torch.empty_like(r)
+
+    def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # vecdot would allocate a temporary
+        return torch.mul(a, b, out=scratch).sum(1)
+
+    rs = rowdot(r, r)
     tiny = torch.finfo(x.dtype).tiny
     for _ in range(int(steps)):
         weights = pattern.dots(p, other).mul_(extra)
-        ap = torch.sparse.mm(pattern.csr(weights), other).addmm_(p, gram)
-        pap = (p * ap).sum(1)
+        torch.mm(p, gram, out=ap)
+        ap.addmm_(pattern.csr(weights), other)
+        pap = rowdot(p, ap)
         # a converged row (r = 0) has p = 0: leave it where it is instead of dividing 0 by 0
         alpha = torch.where(pap > tiny, rs / pap.clamp_min(tiny), 0.0)[:, None]
         x.addcmul_(alpha, p)
         r.addcmul_(alpha, ap, value=-1.0)
-        rs_new = (r * r).sum(1)
+        rs_new = rowdot(r, r)
         beta = torch.where(rs > tiny, rs_new / rs.clamp_min(tiny), 0.0)[:, None]
-        p = p.mul_(beta).add_(r)
+        p.mul_(beta).add_(r)
         rs = rs_new
     return x
 
