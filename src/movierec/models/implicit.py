@@ -277,8 +277,8 @@ class ImplicitALS(_ImplicitFactors):
     def __init__(
         self,
         factors: int = 64,
-        reg: float = 0.05,
-        alpha: float = 10.0,
+        reg: float = 60.0,
+        alpha: float = 8.0,
         epochs: int = 15,
         cg_steps: int = 3,
         min_rating: float = 0.0,
@@ -419,10 +419,10 @@ class BPR(_ImplicitFactors):
     def __init__(
         self,
         factors: int = 64,
-        learning_rate: float = 0.05,
-        reg: float = 0.01,
-        epochs: int = 30,
-        batch_size: int = 256,
+        learning_rate: float = 0.03,
+        reg: float = 0.03,
+        epochs: int = 100,
+        batch_size: int = 1024,
         min_rating: float = 0.0,
         weighting: str = "binary",
         random_state: int = 0,
@@ -504,14 +504,14 @@ class BPR(_ImplicitFactors):
         super()._set_state(arrays)
         self.weight_scale_ = float(arrays["weight_scale"][0])
 
-    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray, steps: int = 8
+    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray, steps: int = 4
                         ) -> np.ndarray | None:
         rated, values = self._fold_in_values(item_index, ratings)
         n_items = len(self.item_bias_)
         if len(rated) == 0 or len(rated) == n_items:
             return None
-        y = self.item_factors_.astype(np.float64)
-        bias = self.item_bias_.astype(np.float64)
+        y, bias = self._items64()
+        y32 = self.item_factors_
         others = np.ones(n_items)
         others[rated] = 0.0  # j runs over the items the user has not interacted with
         a = values / self.weight_scale_ / (len(rated) * others.sum())  # mean over i, mean over j
@@ -520,17 +520,19 @@ class BPR(_ImplicitFactors):
         x = np.zeros(y.shape[1])
         for _ in range(steps):
             s = y @ x + bias
-            z = s[rated][:, None] - s[None, :]
-            g = _sigmoid(-z) * others * a[:, None]  # (n_rated, n_items), zero where j is rated
-            h = g * _sigmoid(z)
+            low = _sigmoid(s[None, :] - s[rated][:, None])  # sigmoid(-z_ij), (n_rated, n_items)
+            g = low * others * a[:, None]  # zero where j is rated
             gradient = y_rated.T @ g.sum(1) - y.T @ g.sum(0) - reg * x
-            cross = y_rated.T @ (h @ y)
-            curvature = ((y_rated.T * h.sum(1)) @ y_rated + (y.T * h.sum(0)) @ y - cross - cross.T)
+            h = (g * (1.0 - low)).astype(np.float32)
+            # the curvature only steers the step, so its two large products run in float32
+            cross = y_rated.T @ (h @ y32).astype(np.float64)
+            curvature = (y_rated.T * h.sum(1)) @ y_rated - cross - cross.T
+            curvature += ((y32.T * h.sum(0)) @ y32).astype(np.float64)
             curvature[np.diag_indices_from(curvature)] += reg
             step = np.linalg.lstsq(curvature, gradient, rcond=None)[0] if reg == 0 else \
                 np.linalg.solve(curvature, gradient)
             x += step
-            if np.abs(step).max() <= 1e-6 * (1.0 + np.abs(x).max()):
+            if np.abs(step).max() <= 1e-6 * (1.0 + np.abs(x).max()):  # Newton: 3-4 steps here
                 break
         return x
 
