@@ -23,7 +23,8 @@ nonzeros only) and a sparse x dense product: O(nnz f + n_users f^2) per step, no
 
 Fallback for pairs unknown to training: an unknown user or item has a zero vector, so the pair scores 0.
 Fold-in of a new user is the exact solve above with the item factors frozen (milliseconds); a user whose
-ratings are all below ``min_rating`` (or who has none) gets the cold-start popularity scores.
+ratings are all below ``min_rating`` (or who has none) gets the cold-start scores: popularity, the
+number of training users who rated each item (the base class's default).
 
 BPR: score_ui = b_i + x_u·y_i, trained by minibatch stochastic gradient ascent on
 sum w_ui ln sigmoid(score_ui - score_uj) - reg/2 (|x_u|^2 + |y_i|^2 + |y_j|^2 + b_i^2 + b_j^2) over
@@ -160,7 +161,6 @@ class _ImplicitFactors(Recommender):
     Fitted attributes:
         user_factors_ (n_users, factors), item_factors_ (n_items, factors): x_u, y_i (float32).
         item_bias_ (n_items,): b_i (float32; zero for iALS).
-        popularity_ (n_items,): training interaction counts, the cold-start scores (float64).
         history_: one dict per epoch (``epoch``, ``seconds``, the model's training figures).
     """
 
@@ -169,7 +169,6 @@ class _ImplicitFactors(Recommender):
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     item_bias_: np.ndarray
-    popularity_: np.ndarray
     history_: list[dict[str, float]]
 
     min_rating: float
@@ -216,15 +215,8 @@ class _ImplicitFactors(Recommender):
         items, bias = self._items64()
         return items @ vector.astype(np.float64) + bias
 
-    def _cold_start(self) -> np.ndarray:
-        """Scores for someone with no known interactions: how many training users rated each item."""
-        return self.popularity_.astype(np.float64)
-
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors_
-
-    def _set_popularity(self) -> None:
-        self.popularity_ = np.diff(self.seen_.tocsc().indptr).astype(np.float64)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
@@ -235,7 +227,6 @@ class _ImplicitFactors(Recommender):
         self.item_factors_ = arrays["item_factors"]
         self.item_bias_ = arrays["item_bias"]
         self.history_ = []
-        self._set_popularity()
 
 
 def _epoch_record(history: list[dict[str, float]], record: dict[str, float], callback: Callback | None
@@ -328,7 +319,6 @@ class ImplicitALS(_ImplicitFactors):
         self.item_factors_ = items.cpu().numpy()
         self.item_bias_ = np.zeros(n_items, dtype=np.float32)
         self.history_ = history
-        self._set_popularity()
 
     def _user_system(self, item_index: np.ndarray, values: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -495,7 +485,6 @@ class BPR(_ImplicitFactors):
         self.item_bias_ = bias.numpy()
         self.weight_scale_ = scale
         self.history_ = history
-        self._set_popularity()
 
     def _state(self) -> dict[str, np.ndarray]:
         return super()._state() | {"weight_scale": np.array([self.weight_scale_])}

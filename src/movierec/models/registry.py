@@ -8,6 +8,8 @@ from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
 from movierec.models.bayesian import BayesianMF
+from movierec.models.content import ContentRecommender
+from movierec.models.hybrid import HybridRecommender
 from movierec.models.implicit import BPR, ImplicitALS
 from movierec.models.knn import ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
@@ -29,9 +31,11 @@ MODELS: dict[str, type[Recommender]] = {
         BPR,
         BiasedMFALS,
         BiasedMFSGD,
+        ContentRecommender,
         DotBiasSigmoid,
         EmbeddingMLP,
         EmbeddingRegressor,
+        HybridRecommender,
         ImplicitALS,
         ItemKNNBaseline,
         MeanNormalizedMF,
