@@ -147,7 +147,7 @@ def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, start: torch.Tensor, r
         r.addcmul_(alpha, ap, value=-1.0)
         rs_new = rowdot(r, r)
         beta = torch.where(rs > tiny, rs_new / rs.clamp_min(tiny), 0.0)[:, None]
-        p.mul_(beta).add_(r)
+        torch.addcmul(r, beta, p, out=p)  # p = r + beta p in one pass (elementwise: aliasing is safe)
         rs = rs_new
     return x
 
@@ -250,6 +250,13 @@ class ImplicitALS(_ImplicitFactors):
     Explanations follow Hu et al. 2008, section 5: with W^u = (Y^T C^u Y + reg I)^-1, the score is
     y_i·x_u = sum_j (y_i^T W^u y_j) c_uj over u's interactions j, so `_contributions` returns
     (y_i^T W^u y_j) c_uj, which sums to the fold-in score.
+
+    Defaults were chosen by NDCG@10 on a validation carve-out of ml100k-strat75's training part
+    (``user_ratio_split(train, 0.8, 0)``; 40 settings): accuracy runs along a ridge reg ~ 15 alpha^0.6
+    (reg 30 / alpha 2, 45 / 4, 60 / 8, 90 / 16: validation NDCG 0.241-0.243, against 0.183 for
+    reg 0.05 at alpha 1, the ``implicit`` package's setting); 60 / 8 was the best. A strong penalty is
+    what matters: it keeps the factors of rarely seen items small. Factors 32-128, 10-25 epochs, 3-8 CG
+    steps and the weightings all moved it by less than 0.002.
 
     Args:
         factors: length of x_u and y_i.
@@ -390,6 +397,10 @@ class BPR(_ImplicitFactors):
     side frozen, mean_i w_i mean_j ln sigmoid(z_ij) - reg/2 |x|^2 over their interactions i and all
     other items j, in expectation (no sampling), maximised by a few Newton steps from x = 0; the
     objective is concave, its gradient and Hessian cost O(n_rated n_items + n_items f^2).
+
+    Defaults were chosen by NDCG@10 on the same validation carve-out as `ImplicitALS` (20 settings):
+    learning_rate 0.03 and reg 0.03 at batch 1024 reached 0.224, against 0.196 for 0.05 / 0.01 at 30
+    epochs; accuracy kept rising with epochs up to the 100 tried, and larger steps or batches lost it.
 
     Args:
         factors: length of x_u and y_i.
