@@ -1,7 +1,8 @@
-"""Implicit-feedback models (ials, bpr): test figures at the defaults, and the validation grids behind them.
+"""ials and bpr: test figures at the defaults, and the validation grids behind them (not named implicit.py:
+it would shadow the implicit package for scripts run from this folder).
 
-    python benchmarks/implicit.py            # test NDCG/P/R/MAP@10 + fit s on ml100k-strat75, mlsmall-strat80
-    python benchmarks/implicit.py --tune     # the validation grids (ml100k-strat75's training part only)
+    python benchmarks/implicit_models.py         # test figures on ml100k-strat75, mlsmall-strat80
+    python benchmarks/implicit_models.py --tune  # validation grids (ml100k-strat75 train part only)
 
 Test figures: each model at its default hyperparameters, fitted on the split's training part and scored
 by `movierec.eval.protocol.evaluate` (k=10), one thread.
