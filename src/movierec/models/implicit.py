@@ -93,6 +93,14 @@ class _Pattern:
             warnings.simplefilter("ignore", UserWarning)
             self._pattern = self.csr(torch.zeros_like(self.extra))
         self._dots = self.csr(torch.zeros_like(self.extra))
+        self._workspace: list[torch.Tensor] = []
+
+    def workspace(self, like: torch.Tensor) -> list[torch.Tensor]:
+        """Four scratch arrays shaped like ``like`` (rows x f), allocated on first use."""
+        if not self._workspace or self._workspace[0].shape != like.shape \
+                or self._workspace[0].dtype != like.dtype:
+            self._workspace = [torch.empty_like(like) for _ in range(4)]
+        return self._workspace
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape,
@@ -105,31 +113,32 @@ class _Pattern:
         return self._dots.values()
 
 
-def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, start: torch.Tensor, reg: float, steps: int
+def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: float, steps: int
                   ) -> torch.Tensor:
-    """``steps`` conjugate-gradient steps towards every row's iALS solution at once.
+    """``steps`` conjugate-gradient steps towards every row's iALS solution at once, in place.
 
     Args:
         pattern: the rows' interactions (c - 1 values), see `_Pattern`.
         other: (n_cols, f) the fixed other side's factors.
-        start: (n_rows, f) the starting point (the previous epoch's factors: a warm start).
+        x: (n_rows, f) the starting point (the previous epoch's factors: a warm start), overwritten
+            with the result.
         reg: L2 penalty. steps: CG steps (>= 1).
 
     Returns:
-        (n_rows, f): with ``steps`` >= f, the exact solution of `ials_solve_reference` up to rounding.
+        ``x``: with ``steps`` >= f, the exact solution of `ials_solve_reference` up to rounding.
 
-    Every (n_rows, f) array is allocated once and updated in place: on a CPU, fresh large arrays cost
-    page faults on first touch, as much as the arithmetic on them.
+    Every (n_rows, f) array is updated in place, in scratch space the pattern keeps from one call to
+    the next: on a CPU, fresh large arrays cost page faults on first touch, as much as the arithmetic.
     """
     gram = other.T @ other
     gram.diagonal().add_(float(reg))
     extra = pattern.extra
-    x = start.clone()
+    r, p, ap, scratch = pattern.workspace(x)
     # r = b - A x with b_u = sum_i c_ui y_i: one sampled product and one sparse product together
     weights = (1.0 + extra).sub_(extra * pattern.dots(x, other))
-    r = torch.addmm(x @ gram, pattern.csr(weights), other, beta=-1.0)
-    p = r.clone()
-    ap, scratch = torch.empty_like(r), torch.empty_like(r)
+    torch.mm(x, gram, out=r)
+    r.addmm_(pattern.csr(weights), other, beta=-1.0)
+    p.copy_(r)
 
     def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # vecdot would allocate a temporary
         return torch.mul(a, b, out=scratch).sum(1)
@@ -318,8 +327,8 @@ class ImplicitALS(_ImplicitFactors):
         history: list[dict[str, float]] = []
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
-            items = ials_cg_solve(by_item, users, items, reg, steps)
-            users = ials_cg_solve(by_user, items, users, reg, steps)
+            ials_cg_solve(by_item, users, items, reg, steps)
+            ials_cg_solve(by_user, items, users, reg, steps)
             _epoch_record(history, {"epoch": epoch, "epochs": self.epochs,
                                     "seconds": time.perf_counter() - start}, callback)
         self.user_factors_ = users.cpu().numpy()
