@@ -21,14 +21,16 @@ once, warm-started from the previous epoch, and each step's matrix-vector produc
 is one dense (n_users, f) x (f, f) product plus a sampled dense-dense product (the dots y_i·p_u at the
 nonzeros only) and a sparse x dense product: O(nnz f + n_users f^2) per step, no loop over users.
 
-Fallback for pairs unknown to training: an unknown user or item has a zero vector, so the pair scores 0.
+Fallback for pairs unknown to training: a pair with an unknown user or item scores 0 (no evidence; for
+iALS that is what zero vectors give).
 Fold-in of a new user is the exact solve above with the item factors frozen (milliseconds); a user whose
 ratings are all below ``min_rating`` (or who has none) gets the cold-start scores: popularity, the
 number of training users who rated each item (the base class's default).
 
 BPR: score_ui = b_i + x_u·y_i, trained by minibatch stochastic gradient ascent on
 sum w_ui ln sigmoid(score_ui - score_uj) - reg/2 (|x_u|^2 + |y_i|^2 + |y_j|^2 + b_i^2 + b_j^2) over
-triples of an interaction (u, i) and an item j drawn uniformly from all items; see `BPR`.
+triples of an interaction (u, i) and an item j drawn uniformly from the items u has no interaction
+with; see `BPR`.
 """
 
 from __future__ import annotations
