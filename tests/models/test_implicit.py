@@ -159,6 +159,14 @@ def test_epoch_callback_and_history() -> None:
     assert [e["epoch"] for e in events] == [1, 2, 3] == [h["epoch"] for h in model.history_]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_agrees_with_cpu() -> None:
+    data = random_ratings()
+    on_cpu = ImplicitALS(factors=6, epochs=4, device="cpu").fit(data)
+    on_gpu = ImplicitALS(factors=6, epochs=4, device="cuda").fit(data)
+    np.testing.assert_allclose(on_gpu.user_factors_, on_cpu.user_factors_, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"factors": 0}, "factors must be an int >= 1, got 0"),
     ({"reg": 0.0}, "reg must be a number > 0, got 0.0"),
