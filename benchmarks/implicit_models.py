@@ -9,6 +9,9 @@ by `movierec.eval.protocol.evaluate` (k=10), one thread.
 
 Tuning never sees a test part: ml100k-strat75's training part is split again by
 ``user_ratio_split(train, 0.8, 0)``, models fit on its 80% and are scored (NDCG@10) on its 20%.
+The iALS grid is reg x alpha, then single changes around the best pair (factors, epochs, CG steps,
+weighting); differences under 0.002 there were taken as ties and the cheaper setting kept (15 epochs:
+0.2425, 25: 0.2431).
 """
 
 from __future__ import annotations
