@@ -263,11 +263,12 @@ class ImplicitALS(_ImplicitFactors):
     (y_i^T W^u y_j) c_uj, which sums to the fold-in score.
 
     Defaults were chosen by NDCG@10 on a validation carve-out of ml100k-strat75's training part
-    (``user_ratio_split(train, 0.8, 0)``; 40 settings): accuracy runs along a ridge reg ~ 15 alpha^0.6
-    (reg 30 / alpha 2, 45 / 4, 60 / 8, 90 / 16: validation NDCG 0.241-0.243, against 0.183 for
-    reg 0.05 at alpha 1, the ``implicit`` package's setting); 60 / 8 was the best. A strong penalty is
-    what matters: it keeps the factors of rarely seen items small. Factors 32-128, 10-25 epochs, 3-8 CG
-    steps and the weightings all moved it by less than 0.002.
+    (``user_ratio_split(train, 0.8, 0)``, by ``benchmarks/implicit_models.py --tune``): accuracy runs
+    along a ridge reg ~ 15 alpha^0.6 (reg 30 / alpha 2, 45 / 4, 60 / 8, 90 / 16: validation NDCG
+    0.241-0.243, against 0.183 at reg 0.05 and alpha 1, the regularisation of the ``implicit`` anchor
+    in BENCHMARKS.md); 60 / 8 was the best. A strong penalty is what matters: it keeps the factors of
+    rarely seen items small. Factors 32-128, 10-25 epochs, 3-8 CG steps and the weightings all moved
+    it by less than 0.002.
 
     Args:
         factors: length of x_u and y_i.
@@ -409,7 +410,7 @@ class BPR(_ImplicitFactors):
     other items j, in expectation (no sampling), maximised by a few Newton steps from x = 0; the
     objective is concave, its gradient and Hessian cost O(n_rated n_items + n_items f^2).
 
-    Defaults were chosen by NDCG@10 on the same validation carve-out as `ImplicitALS` (20 settings):
+    Defaults were chosen by NDCG@10 on the same validation carve-out as `ImplicitALS` (same script):
     learning_rate 0.03 and reg 0.03 at batch 1024 reached 0.224, against 0.196 for a first guess
     (0.05 / 0.01, batch 256, 30 epochs); accuracy kept rising with epochs up to the 100 tried, and
     larger steps or batches lost some of it.
