@@ -1,0 +1,123 @@
+"""Profiles: people who are not in the training data. Their ratings persist in the store; their
+recommendations are folded in live from those ratings (no retraining)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Response
+
+from movierec.service import model_api, views
+from movierec.service.deps import FiltersDep, LoadedDep, ProfileDep, StateDep
+from movierec.service.errors import ApiError
+from movierec.service.schemas import (
+    ErrorOut,
+    ProfileCreatedOut,
+    ProfileIn,
+    ProfileOut,
+    ProfileRatingOut,
+    ProfileRecommendationsOut,
+    RatingIn,
+)
+from movierec.service.state import Loaded
+from movierec.service.store import Profile
+
+router = APIRouter(prefix="/api/profiles", tags=["profiles"])
+
+_AUTH = {401: {"model": ErrorOut, "description": "no token"},
+         404: {"model": ErrorOut, "description": "unknown profile or wrong token, or unknown movie"}}
+
+
+def _pairs(loaded: Loaded, stored: list[tuple[str, float, float]]) -> list[tuple[Any, float, float]]:
+    """Stored (movie text, rating, updated) -> raw ids of the served model; movies it does not
+    know (a model reloaded since) are kept in the store but left out here."""
+    out = []
+    for text, rating, updated in stored:
+        try:
+            out.append((loaded.movie_id(text), rating, updated))
+        except KeyError:
+            continue
+    return out
+
+
+def _genre_profile(loaded: Loaded, pairs: list[tuple[Any, float, float]]) -> list[dict[str, Any]]:
+    counts: dict[str, int] = defaultdict(int)
+    sums: dict[str, float] = defaultdict(float)
+    for raw, rating, _ in pairs:
+        for genre in loaded.movie(raw)["genres"]:
+            counts[genre] += 1
+            sums[genre] += rating
+    rows = [{"genre": g, "count": counts[g], "mean_rating": round(sums[g] / counts[g], 4)} for g in counts]
+    return sorted(rows, key=lambda row: (-row["count"], row["genre"]))
+
+
+@router.post("", response_model=ProfileCreatedOut, status_code=201,
+             summary="Create a profile; the answer holds its secret token (shown once)")
+def create(state: StateDep, body: Annotated[ProfileIn | None, Body()] = None) -> dict[str, Any]:
+    profile, token = state.store.create_profile(body.name if body is not None else None)
+    return {"id": profile.id, "token": token, "name": profile.name, "created": profile.created}
+
+
+@router.get("/{profile_id}", response_model=ProfileOut, responses=_AUTH,
+            summary="The profile's ratings and genre profile")
+def read(profile: ProfileDep, state: StateDep, loaded: LoadedDep) -> dict[str, Any]:
+    pairs = _pairs(loaded, state.store.ratings(profile.id))
+    return {"id": profile.id, "name": profile.name, "created": profile.created,
+            "ratings": [{"movie": loaded.movie(raw), "rating": rating, "updated": updated}
+                        for raw, rating, updated in pairs],
+            "genre_profile": _genre_profile(loaded, pairs)}
+
+
+@router.delete("/{profile_id}", status_code=204, responses=_AUTH,
+               summary="Delete the profile and its ratings")
+def delete(profile: ProfileDep, state: StateDep) -> Response:
+    state.store.delete_profile(profile.id)
+    return Response(status_code=204)
+
+
+def _check_rating(loaded: Loaded, value: float) -> None:
+    low, high = loaded.model.scale_
+    if not low <= value <= high:
+        raise ApiError(422, f"rating must lie in {low:g}..{high:g}, got {value:g}")
+
+
+@router.put("/{profile_id}/ratings/{movie_id}", response_model=ProfileRatingOut, responses=_AUTH,
+            summary="Add or change a rating")
+def put_rating(movie_id: str, body: RatingIn, profile: ProfileDep, state: StateDep,
+               loaded: LoadedDep) -> dict[str, Any]:
+    raw = loaded.movie_id(movie_id)
+    _check_rating(loaded, body.rating)
+    limit = state.settings.max_profile_ratings
+    if state.store.count_ratings(profile.id) >= limit and not any(
+            m == str(raw) for m, _, _ in state.store.ratings(profile.id)):
+        raise ApiError(422, f"a profile holds at most {limit} ratings")
+    updated = state.store.set_rating(profile.id, str(raw), body.rating)
+    return {"movie": loaded.movie(raw), "rating": body.rating, "updated": updated}
+
+
+@router.delete("/{profile_id}/ratings/{movie_id}", status_code=204, responses=_AUTH,
+               summary="Remove a rating")
+def delete_rating(movie_id: str, profile: ProfileDep, state: StateDep, loaded: LoadedDep) -> Response:
+    raw = loaded.movie_id(movie_id)
+    if not state.store.delete_rating(profile.id, str(raw)):
+        raise ApiError(404, f"this profile has not rated movie {movie_id}")
+    return Response(status_code=204)
+
+
+@router.get("/{profile_id}/recommendations", response_model=ProfileRecommendationsOut, responses=_AUTH,
+            summary="Live recommendations from the profile's ratings (fold-in), with why")
+def recommendations(profile: ProfileDep, state: StateDep, loaded: LoadedDep, filters: FiltersDep,
+                    explain: bool = True) -> dict[str, Any]:
+    return profile_recommendations(profile, state, loaded, filters.k, filters.genres, filters.years,
+                                   filters.public(), explain)
+
+
+def profile_recommendations(profile: Profile, state: Any, loaded: Loaded, k: int, genres: Any, years: Any,
+                            public: dict[str, Any], explain: bool) -> dict[str, Any]:
+    pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, state.store.ratings(profile.id))]
+    frame = model_api.recommend_pairs(loaded.model, pairs, k, genres=genres, years=years)
+    reasons = (model_api.explain_pairs(loaded.model, pairs, frame["item"].tolist())
+               if explain and pairs else None)
+    return {"profile": profile.id, "rated": len(pairs), "k": k, "filters": public,
+            "recommendations": views.recommendations(loaded, frame, reasons)}

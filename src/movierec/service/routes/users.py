@@ -1,0 +1,45 @@
+"""Users of the training data (MovieLens users): history and recommendations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from movierec.service import model_api, views
+from movierec.service.deps import FiltersDep, LoadedDep
+from movierec.service.schemas import ErrorOut, UserListOut, UserOut, UserRecommendationsOut
+
+router = APIRouter(prefix="/api/users", tags=["users"])
+
+_404 = {404: {"model": ErrorOut, "description": "unknown user"}}
+
+
+@router.get("", response_model=UserListOut, summary="How many users, and the first few ids")
+def users(loaded: LoadedDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    ids = loaded.model.users_.ids
+    return {"users": len(ids), "sample": ids[:limit].tolist()}
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=_404, summary="A user's training ratings")
+def user(user_id: str, loaded: LoadedDep,
+         limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    raw = loaded.user_id(user_id)
+    history = loaded.model.user_history(raw)
+    rows = [{"movie": loaded.movie(item), "rating": float(rating)}
+            for item, rating in zip(history["item"].tolist()[:limit], history["rating"].tolist()[:limit],
+                                    strict=True)]
+    return {"user": raw, "ratings": len(history), "history": rows}
+
+
+@router.get("/{user_id}/recommendations", response_model=UserRecommendationsOut, responses=_404,
+            summary="Top-k for a user of the training data, with why")
+def recommendations(user_id: str, loaded: LoadedDep, filters: FiltersDep,
+                    explain: Annotated[bool, Query(description="add 'because you rated ...'")] = True
+                    ) -> dict[str, Any]:
+    raw = loaded.user_id(user_id)
+    frame = model_api.recommend_user(loaded.model, raw, filters.k, genres=filters.genres,
+                                     years=filters.years)
+    reasons = model_api.explain_user(loaded.model, raw, frame["item"].tolist()) if explain else None
+    return {"user": raw, "k": filters.k, "filters": filters.public(),
+            "recommendations": views.recommendations(loaded, frame, reasons)}
