@@ -76,7 +76,8 @@ def save_model(
 
     Args:
         model: a fitted model.
-        catalog: movies to store beside it, so `recommend` can print titles.
+        catalog: movies to store beside it, so `recommend` can print titles and filter by genre and
+            year; by default the catalog the model was fitted with, if any.
         metrics: evaluation figures to record.
         data: what it was trained on (dataset name, split recipe, fingerprint, ...).
         history: per-epoch training figures.
@@ -86,6 +87,7 @@ def save_model(
         DataError: if ``path`` exists and is not a movierec artifact (nothing is overwritten).
     """
     model._require_fitted()
+    catalog = catalog if catalog is not None else model.catalog_
     path = Path(path)
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (
             path / "manifest.json").is_file())):
@@ -207,4 +209,5 @@ def load_model(path: str | Path) -> Artifact:
     catalog = None
     if (path / "catalog.parquet").is_file():
         catalog = Catalog(pd.read_parquet(path / "catalog.parquet"))
+    model.catalog_ = catalog
     return Artifact(model=model, catalog=catalog, manifest=manifest)

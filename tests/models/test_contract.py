@@ -265,3 +265,19 @@ def test_recommended_scores_lie_on_the_scale(fitted: Recommender) -> None:
         pytest.skip("ranking scores are not ratings")
     for frame in (fitted.recommend(2, k=30), fitted.recommend_for_ratings([(1, 5.0)] * 1, k=30)):
         assert frame["score"].between(0.5, 5.0).all()
+
+
+def test_similar_movies_and_explanations(fitted: Recommender, data: Ratings) -> None:
+    withheld = WITHHELD + 1
+    similar = fitted.similar_items(withheld, k=5)
+    assert len(similar) == 5 and withheld not in set(similar["item"].tolist())
+    assert np.isfinite(similar["score"]).all() and similar["score"].is_monotonic_decreasing
+    why = fitted.explain(1, withheld, n=3)
+    rated = set(data.item_ids[data.user_ids == 1].tolist())
+    assert 1 <= len(why) <= 3 and set(why["item"].tolist()) <= rated
+    assert (why["contribution"] > 0).all() and why["contribution"].is_monotonic_decreasing
+    if fitted.name not in NON_PERSONALISED:
+        # user 1 loves the withheld movie's group (odd raw ids): the reason comes from that group
+        assert why["item"].iloc[0] % 2 == 1, why
+    recs = fitted.recommend_for_ratings([(1, 5.0), (3, 5.0), (2, 1.0)], k=3, explain=2)
+    assert all(set(b) <= {1, 2, 3} for b in recs["because"])

@@ -108,10 +108,17 @@ def _ranking(
         shape=(len(eval_users), n_items + int(unseen.sum())),
     )
 
+    # Candidates are the movies of the training data: a model whose catalog reaches further (content
+    # models know movies nobody rated) must not be scored on movies the protocol does not rank.
+    in_train = np.zeros(n_items, dtype=bool)
+    train_items = model.items_.indices(split.train.items.ids[split.train.item_counts > 0],
+                                       missing="mask")
+    in_train[train_items[train_items >= 0]] = True
     width = min(k, n_items)
     topk = np.full((len(eval_users), k), -1, dtype=np.int64)
     if served.any():
-        items, _ = model.recommend_indices(model_user[served], width, exclude_seen=True)
+        items, _ = model.recommend_indices(model_user[served], width, exclude_seen=True,
+                                           candidates=None if in_train.all() else in_train)
         topk[served, :width] = items
 
     hits = metrics.hits_matrix(topk, relevant)
@@ -124,7 +131,7 @@ def _ranking(
 
     popularity = np.asarray((model.seen_ != 0).sum(axis=0)).ravel() / max(1, len(model.users_))
     served_topk = topk[served]
-    summary[f"coverage@{k}"] = metrics.coverage(served_topk, n_items)
+    summary[f"coverage@{k}"] = metrics.coverage(served_topk, int(in_train.sum()))
     summary[f"novelty@{k}"] = metrics.novelty(served_topk, popularity) if len(served_topk) else 0.0
     if catalog is not None and len(catalog.genres):
         features = catalog.genre_matrix(model.items_)

@@ -11,7 +11,18 @@ Raw ids go in and come out; dense indices stay inside. A subclass supplies:
 - ``_fold_in(item_index, ratings)``: scores over all items for a user described only by ratings;
 - ``_state()`` / ``_set_state(arrays)``: learned arrays, for `save` / `load`.
 
-Top-K selection, seen-item exclusion, batching, id translation and persistence live here once.
+Optional hooks, with defaults here:
+
+- ``_item_vectors()``: an (n_items, d) item representation (factors, embeddings), or None;
+- ``_item_similarity(item_index)``: (len(item_index), n_items) similarity rows; by default cosine over
+  ``_item_vectors()``, else cosine of the items' co-rating columns in ``seen_``;
+- ``_contributions(item_index, ratings, target)``: how much each rated item adds to each target's
+  score for one user, (len(target), len(item_index)), or None where the model cannot attribute (the
+  explanation then falls back to item similarity times rating);
+- ``_cold_start()``: scores over items for someone with no known ratings.
+
+Top-K selection, seen-item exclusion, filters, diversity re-ranking, explanations, batching, id
+translation and persistence live here once.
 """
 
 from __future__ import annotations
@@ -26,8 +37,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from movierec.data.dataset import Ratings, Vocabulary
+from movierec.data.dataset import Catalog, Ratings, Vocabulary
 from movierec.errors import ConfigError, DataError, NotFittedError
+from movierec.models.rerank import mmr
 from movierec.models.topk import top_k
 
 __all__ = ["Callback", "Recommender", "check_int", "check_number"]
@@ -45,13 +57,18 @@ class Recommender:
         users_, items_: vocabularies of the training data.
         seen_: users x items CSR of training ratings (what `exclude_seen` removes).
         scale_: the rating scale (lowest, highest).
+        catalog_: the movies passed to `fit` (or saved in the artifact), or None; filters by genre
+            and year need it.
     """
 
     #: registry name, e.g. ``"bias"``.
     name: ClassVar[str] = ""
     #: whether `predict` returns ratings on the data's scale (else it returns ranking scores).
     predicts_ratings: ClassVar[bool] = True
+    #: whether `fit` needs the movie catalog (content features).
+    uses_catalog: ClassVar[bool] = False
 
+    catalog_: Catalog | None = None
     users_: Vocabulary
     items_: Vocabulary
     seen_: sp.csr_matrix
@@ -96,6 +113,8 @@ class Recommender:
         train: Ratings,
         valid: Ratings | None = None,
         callback: Callback | None = None,
+        *,
+        catalog: Catalog | None = None,
     ) -> Recommender:
         """Learn from ``train`` (starting fresh every call) and return ``self``.
 
@@ -106,21 +125,28 @@ class Recommender:
                 pass a test set here, as the classic Keras recipes do with ``validation_data``.
                 Models that stop early carve their own validation part out of ``train``.
             callback: progress events, see `Callback`.
+            catalog: the movies (titles, years, genres, tags). Content models learn from it; every
+                model keeps it for genre and year filters.
 
         If fitting fails, the model is left exactly as it was before the call (fitted or not).
 
         Raises:
-            ConfigError: an invalid hyperparameter. DataError: empty training data.
+            ConfigError: an invalid hyperparameter, or no catalog for a model that needs one.
+            DataError: empty training data.
         """
         self._check_params()
         if len(train) == 0:
             raise DataError("cannot fit on empty ratings")
+        if self.uses_catalog and catalog is None:
+            raise ConfigError(f"{self.name} learns from movie features: pass catalog= to fit")
         before = dict(self.__dict__)  # learned state is rebound by _fit, never mutated in place
         try:
+            self.__dict__.pop("_item_meta", None)
             self.users_ = train.users
             self.items_ = train.items
             self.scale_ = train.scale
             self.seen_ = train.csr
+            self.catalog_ = catalog
             self._fit(train, valid, callback)
         except BaseException:
             self.__dict__.clear()
@@ -168,15 +194,168 @@ class Recommender:
             self.items_.indices(np.asarray(items), missing="mask") >= 0
         )
 
+    # -- optional hooks (see the module docstring) -----------------------------------------------
+    def _item_vectors(self) -> np.ndarray | None:
+        return None
+
+    def _item_similarity(self, item_index: np.ndarray) -> np.ndarray:
+        vectors = self._item_vectors()
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float64)
+            norms = np.linalg.norm(vectors, axis=1)
+            unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+            return unit[item_index] @ unit.T
+        # Co-rating cosine: how often two movies are rated by the same people.
+        binary = (self.seen_ != 0).astype(np.float64).tocsc()
+        norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
+        overlap = (binary[:, item_index].T @ binary).toarray()
+        return overlap / np.maximum(norms[item_index, None] * norms[None, :], 1e-12)
+
+    def _contributions(self, item_index: np.ndarray, ratings: np.ndarray, target: np.ndarray
+                       ) -> np.ndarray | None:
+        return None
+
+    def _cold_start(self) -> np.ndarray:
+        if self.predicts_ratings:
+            return self._fold_in(np.empty(0, dtype=np.int64), np.empty(0))  # the model's prior
+        return np.asarray((self.seen_ != 0).sum(axis=0), dtype=np.float64).ravel()
+
+    # -- filters ------------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        """Per-item genre matrix, genre names and years from ``catalog_``, computed once per fit."""
+        meta = self.__dict__.get("_item_meta")
+        if meta is None:
+            if self.catalog_ is None:
+                raise ConfigError("genre and year filters need the movie catalog: fit with catalog= "
+                                  "or load a saved model folder")
+            rows = self.catalog_.rows(self.items_.ids)
+            known = self.items_.ids.copy()
+            in_catalog = self.catalog_.items.indices(known, missing="mask") >= 0
+            meta = {
+                "genres": self.catalog_.genre_matrix(self.items_).tocsc(),
+                "names": self.catalog_.genres,
+                "years": rows["year"].astype("Float64").fillna(np.nan).to_numpy(dtype=np.float64),
+                "in_catalog": in_catalog,
+            }
+            self.__dict__["_item_meta"] = meta
+        return meta
+
+    def candidate_mask(
+        self,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+    ) -> np.ndarray | None:
+        """Bool mask over the model's items: True where a movie passes every filter (None: no filter).
+
+        Args:
+            genres: keep movies having ANY of these genres (names as in the catalog, any case).
+            exclude_genres: drop movies having any of these.
+            years: (first, last) release years, inclusive; either end may be None (open).
+            min_ratings: keep movies with at least this many training ratings.
+
+        Raises:
+            ConfigError: an unknown genre name, an empty or reversed year range, a negative
+                ``min_ratings``, or genre/year filters on a model without a catalog.
+        """
+        mask = np.ones(len(self.items_), dtype=bool)
+        active = False
+        genres = list(genres or [])
+        exclude_genres = list(exclude_genres or [])
+        if genres or exclude_genres:
+            meta = self._meta()
+            lookup = {name.lower(): j for j, name in enumerate(meta["names"])}
+
+            def columns(names: list[str]) -> list[int]:
+                unknown = [n for n in names if n.lower() not in lookup]
+                if unknown:
+                    raise ConfigError(f"unknown genre {unknown[0]!r}; expected one of "
+                                      f"{', '.join(meta['names'])}")
+                return [lookup[n.lower()] for n in names]
+
+            if genres:
+                mask &= np.asarray(meta["genres"][:, columns(genres)].sum(axis=1)).ravel() > 0
+            if exclude_genres:
+                mask &= np.asarray(meta["genres"][:, columns(exclude_genres)].sum(axis=1)).ravel() == 0
+            active = True
+        if years is not None:
+            first, last = years
+            if first is not None and last is not None and first > last:
+                raise ConfigError(f"years must run from earlier to later, got {first}..{last}")
+            year = self._meta()["years"]
+            with np.errstate(invalid="ignore"):
+                if first is not None:
+                    mask &= year >= first
+                if last is not None:
+                    mask &= year <= last
+            active = True
+        if min_ratings:
+            check_int("min_ratings", min_ratings, low=0)
+            counts = np.diff(self.seen_.tocsc().indptr)
+            mask &= counts >= min_ratings
+            active = True
+        return mask if active else None
+
+    # -- recommending ------------------------------------------------------------------------------
+    def _select(
+        self,
+        scores: np.ndarray,
+        k: int,
+        exclude: sp.csr_matrix | None,
+        candidates: np.ndarray | None,
+        diversity: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` of a score block, optionally re-ranked by MMR (``diversity`` in [0, 1])."""
+        width = min(int(k), scores.shape[1])
+        if diversity <= 0:
+            return top_k(scores, width, exclude=exclude, candidates=candidates)
+        # MMR looks at a pool of the best few times k, then trades relevance for novelty in it.
+        pool, pool_scores = top_k(scores, min(scores.shape[1], max(5 * width, 50)), exclude=exclude,
+                                  candidates=candidates)
+        items = np.full((len(scores), width), -1, dtype=np.int64)
+        chosen = np.full((len(scores), width), -np.inf)
+        for row in range(len(scores)):
+            valid = pool[row] >= 0
+            members, relevance = pool[row][valid], pool_scores[row][valid]
+            if not len(members):
+                continue
+            order = mmr(relevance, self._diversity_similarity(members), width, diversity)
+            items[row, : len(order)] = members[order]
+            chosen[row, : len(order)] = relevance[order]
+        return items, chosen
+
+    def _diversity_similarity(self, members: np.ndarray) -> np.ndarray:
+        """Similarity among candidate items for MMR: genre overlap (cosine) when the catalog is
+        known, else the model's own item similarity."""
+        if self.catalog_ is not None:
+            genres = self._meta()["genres"].tocsr()[members].toarray().astype(np.float64)
+            norms = np.linalg.norm(genres, axis=1)
+            unit = genres / np.where(norms > 0, norms, 1.0)[:, None]
+            return unit @ unit.T
+        return self._item_similarity(members)[:, members]
+
     def recommend_indices(
-        self, user_index: np.ndarray, k: int, exclude_seen: bool = True
+        self,
+        user_index: np.ndarray,
+        k: int,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+        diversity: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores for known user indices, best first, in batches.
+
+        Args:
+            candidates: optional bool mask over items; only True items are recommended.
+            diversity: 0 ranks by score; up to 1, maximal marginal relevance trades score for
+                items unlike those already picked.
 
         Returns (items (n, k') int64 with -1 where fewer items remain, scores (n, k')), with
         k' = min(k, n_items). Ties go to the lower item index (= lower raw id).
         """
         self._require_fitted()
+        _check_diversity(diversity)
         user_index = np.asarray(user_index, dtype=np.int64)
         width = min(int(k), len(self.items_))
         items = np.full((len(user_index), width), -1, dtype=np.int64)
@@ -185,7 +364,7 @@ class Recommender:
             block = user_index[start : start + _BATCH]
             block_scores = self._score_users(block)
             exclude = self.seen_[block] if exclude_seen else None
-            top, top_scores = top_k(block_scores, width, exclude=exclude)
+            top, top_scores = self._select(block_scores, width, exclude, candidates, diversity)
             items[start : start + len(block)] = top
             scores[start : start + len(block)] = top_scores
         return items, scores
@@ -200,23 +379,57 @@ class Recommender:
         return pd.DataFrame({"item": self.items_.ids[items[keep]],
                              "score": self._display_scores(scores[keep])})
 
-    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+    def recommend(
+        self,
+        user: Any,
+        k: int = 10,
+        exclude_seen: bool = True,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+        diversity: float = 0.0,
+        explain: int = 0,
+    ) -> pd.DataFrame:
         """Top-``k`` movies for a known user: a frame of raw ``item`` ids and ``score``, best first.
+
+        Filters (``genres``, ``exclude_genres``, ``years``, ``min_ratings``) are those of
+        `candidate_mask`; ``diversity`` those of `recommend_indices`. With ``explain=n`` > 0 a
+        ``because`` column lists, per movie, up to n of the user's rated movies (raw ids) that
+        contributed most, strongest first.
 
         Raises:
             UnknownIdError: if the user was not in training (use `recommend_for_ratings`).
+            ConfigError: a bad k or filter.
         """
         _check_k(k)
         self._require_fitted()
-        items, scores = self.recommend_indices(np.array([self.users_.index(user)]), k,
-                                               exclude_seen)
-        return self._frame(items[0], scores[0])
+        index = self.users_.index(user)
+        candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
+                                         min_ratings=min_ratings)
+        items, scores = self.recommend_indices(np.array([index]), k, exclude_seen, candidates,
+                                               diversity)
+        frame = self._frame(items[0], scores[0])
+        if explain:
+            row = self.seen_[index]
+            frame["because"] = self._because(row.indices, row.data, items[0][items[0] >= 0], explain)
+        return frame
 
     def recommend_batch(
-        self, users: Iterable[Any], k: int = 10, exclude_seen: bool = True
+        self,
+        users: Iterable[Any],
+        k: int = 10,
+        exclude_seen: bool = True,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+        diversity: float = 0.0,
     ) -> pd.DataFrame:
         """Top-``k`` for many known users: a long frame of ``user``, ``rank`` (1-based), ``item``,
-        ``score``.
+        ``score``. Filters and diversity as in `recommend`.
 
         Raises:
             UnknownIdError: if a user was not in training.
@@ -225,7 +438,9 @@ class Recommender:
         self._require_fitted()
         user_ids = np.asarray(list(users))
         user_index = self.users_.indices(user_ids)
-        items, scores = self.recommend_indices(user_index, k, exclude_seen)
+        candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
+                                         min_ratings=min_ratings)
+        items, scores = self.recommend_indices(user_index, k, exclude_seen, candidates, diversity)
         keep = items >= 0
         rows, ranks = np.nonzero(keep)
         return pd.DataFrame(
@@ -237,21 +452,15 @@ class Recommender:
             }
         )
 
-    def recommend_for_ratings(
-        self, pairs: Iterable[tuple[Any, float]], k: int = 10, exclude_rated: bool = True
-    ) -> pd.DataFrame:
-        """Top-``k`` for a new user described only by ``(movie, rating)`` pairs (fold-in).
+    def _known_ratings(self, pairs: Iterable[tuple[Any, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and ratings of the known movies among ``(movie, rating)`` pairs.
 
-        Movies unknown to the model are ignored; if none is known the model's cold-start
-        scores apply (what it would give a user with no history). Rated movies are excluded
-        unless ``exclude_rated`` is False.
+        A movie rated twice counts once (the last rating wins); unknown movies are dropped.
 
         Raises:
             ConfigError: if a rating lies outside the model's scale.
         """
-        _check_k(k)
-        self._require_fitted()
-        pairs = list(dict(pairs).items())  # a movie rated twice counts once: the last rating wins
+        pairs = list(dict(pairs).items())
         raw_items = np.asarray([p[0] for p in pairs])
         values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
         low, high = self.scale_
@@ -260,15 +469,153 @@ class Recommender:
             raise ConfigError(f"ratings must lie in {low:g}..{high:g}, got {values[outside][0]:g}")
         index = self.items_.indices(raw_items, missing="mask") if len(pairs) else np.empty(0, int)
         known = index >= 0
-        scores = np.asarray(self._fold_in(index[known], values[known]), dtype=np.float64)
+        return index[known].astype(np.int64), values[known]
+
+    def fold_in_scores(self, pairs: Iterable[tuple[Any, float]]) -> np.ndarray:
+        """Scores over all the model's items (float64, in ``items_`` order) for a new user described
+        by ``(movie, rating)`` pairs; the cold-start scores when no movie is known."""
+        self._require_fitted()
+        index, values = self._known_ratings(pairs)
+        if not len(index):
+            return np.asarray(self._cold_start(), dtype=np.float64)
+        return np.asarray(self._fold_in(index, values), dtype=np.float64)
+
+    def recommend_for_ratings(
+        self,
+        pairs: Iterable[tuple[Any, float]],
+        k: int = 10,
+        exclude_rated: bool = True,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+        diversity: float = 0.0,
+        explain: int = 0,
+    ) -> pd.DataFrame:
+        """Top-``k`` for a new user described only by ``(movie, rating)`` pairs (fold-in).
+
+        Movies unknown to the model are ignored; if none is known (or ``pairs`` is empty) the
+        cold-start scores apply: popularity for ranking models, the prior for rating models, so
+        someone who only names favourite ``genres`` still gets sensible picks. Rated movies are
+        excluded unless ``exclude_rated`` is False. Filters, diversity and ``explain`` as in
+        `recommend`.
+
+        Raises:
+            ConfigError: if a rating lies outside the model's scale, or a bad k or filter.
+        """
+        _check_k(k)
+        _check_diversity(diversity)
+        self._require_fitted()
+        pairs = list(pairs)
+        index, values = self._known_ratings(pairs)
+        scores = self.fold_in_scores(pairs)
         exclude = None
-        if exclude_rated and known.any():
-            exclude = sp.csr_matrix(
-                (np.ones(int(known.sum())), (np.zeros(int(known.sum()), int), index[known])),
-                shape=(1, len(self.items_)),
-            )
-        top, top_scores = top_k(scores[None, :], min(int(k), len(self.items_)), exclude=exclude)
-        return self._frame(top[0], top_scores[0])
+        if exclude_rated and len(index):
+            exclude = sp.csr_matrix((np.ones(len(index)), (np.zeros(len(index), int), index)),
+                                    shape=(1, len(self.items_)))
+        candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
+                                         min_ratings=min_ratings)
+        top, top_scores = self._select(scores[None, :], k, exclude, candidates, diversity)
+        frame = self._frame(top[0], top_scores[0])
+        if explain:
+            frame["because"] = self._because(index, values, top[0][top[0] >= 0], explain)
+        return frame
+
+    # -- similar movies and explanations --------------------------------------------------------
+    def similar_items(
+        self,
+        movie: Any,
+        k: int = 10,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+    ) -> pd.DataFrame:
+        """The ``k`` movies most similar to ``movie`` in the model's item representation: a frame
+        of raw ``item`` ids and ``score`` (similarity), most similar first; the movie itself is
+        never included. Filters as in `recommend`.
+
+        Raises:
+            UnknownIdError: if the movie was not in training.
+        """
+        _check_k(k)
+        self._require_fitted()
+        index = self.items_.index(movie)
+        similarity = np.asarray(self._item_similarity(np.array([index])), dtype=np.float64)
+        itself = sp.csr_matrix(([1.0], ([0], [index])), shape=(1, len(self.items_)))
+        candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
+                                         min_ratings=min_ratings)
+        top, top_scores = top_k(similarity, min(int(k), len(self.items_)), exclude=itself,
+                                candidates=candidates)
+        keep = top[0] >= 0
+        return pd.DataFrame({"item": self.items_.ids[top[0][keep]], "score": top_scores[0][keep]})
+
+    def _contribution_matrix(self, rated: np.ndarray, ratings: np.ndarray, targets: np.ndarray
+                             ) -> np.ndarray:
+        """(len(targets), len(rated)) contributions: the model's own, else similarity x rating
+        (so a loved similar movie explains more than a disliked one)."""
+        contributions = self._contributions(rated, ratings, targets)
+        if contributions is None:
+            similarity = np.asarray(self._item_similarity(targets), dtype=np.float64)[:, rated]
+            contributions = similarity * (ratings / self.scale_[1])[None, :]
+        return np.asarray(contributions, dtype=np.float64)
+
+    def _because(self, rated: np.ndarray, ratings: np.ndarray, targets: np.ndarray, n: int
+                 ) -> list[list[Any]]:
+        """Per target, up to ``n`` raw ids of rated movies with the largest positive contribution."""
+        check_int("explain", n, low=0)
+        if not len(rated) or not len(targets):
+            return [[] for _ in targets]
+        contributions = self._contribution_matrix(rated, ratings, targets)
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
+        return [[self.items_.id_of(int(rated[j])) for j in row if contributions[t, j] > 0]
+                for t, row in enumerate(order)]
+
+    def _explanation_frame(self, rated: np.ndarray, ratings: np.ndarray, target: int, n: int
+                           ) -> pd.DataFrame:
+        check_int("n", n)
+        if not len(rated):
+            return pd.DataFrame({"item": self.items_.ids[:0], "rating": np.empty(0),
+                                 "contribution": np.empty(0)})
+        contributions = self._contribution_matrix(rated, ratings, np.array([target]))[0]
+        order = np.argsort(-contributions, kind="stable")
+        order = order[contributions[order] > 0][:n]
+        return pd.DataFrame({"item": self.items_.ids[rated[order]], "rating": ratings[order],
+                             "contribution": contributions[order]})
+
+    def explain(self, user: Any, movie: Any, n: int = 3) -> pd.DataFrame:
+        """Why ``movie`` suits a known ``user``: up to ``n`` of the user's rated movies that
+        contributed most to its score, as ``item`` (raw id), ``rating`` and ``contribution``
+        (positive, strongest first). The contribution is the model's own attribution where it has
+        one (kNN, EASE, ALS), else the movies' similarity times the rating.
+
+        Raises:
+            UnknownIdError: if the user or the movie was not in training.
+        """
+        self._require_fitted()
+        row = self.seen_[self.users_.index(user)]
+        return self._explanation_frame(row.indices.astype(np.int64), row.data.astype(np.float64),
+                                       self.items_.index(movie), n)
+
+    def explain_for_ratings(self, pairs: Iterable[tuple[Any, float]], movie: Any, n: int = 3
+                            ) -> pd.DataFrame:
+        """`explain` for a new user described by ``(movie, rating)`` pairs.
+
+        Raises:
+            UnknownIdError: if ``movie`` was not in training. ConfigError: a rating off the scale.
+        """
+        self._require_fitted()
+        index, values = self._known_ratings(pairs)
+        return self._explanation_frame(index, values, self.items_.index(movie), n)
+
+    def item_vectors(self) -> np.ndarray | None:
+        """The model's item representation, (n_items, d) in ``items_`` order, or None if it has none
+        (for maps of the movies)."""
+        self._require_fitted()
+        vectors = self._item_vectors()
+        return None if vectors is None else np.asarray(vectors, dtype=np.float64)
 
     def user_history(self, user: Any) -> pd.DataFrame:
         """A known user's training ratings: ``item``, ``rating``, highest rated first.
@@ -324,6 +671,12 @@ def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = Fals
           and math.isfinite(value) and (value > low if strict else value >= low))
     if not ok:
         raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def _check_diversity(diversity: float) -> None:
+    check_number("diversity", diversity)
+    if diversity > 1:
+        raise ConfigError(f"diversity must be a number in 0..1, got {diversity!r}")
 
 
 def _check_k(k: int) -> None:
