@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette asks for httpx2 (not installed); httpx works the same here
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 from movierec.artifacts import save_model
 from movierec.data.synth import synthesize

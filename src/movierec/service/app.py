@@ -59,30 +59,33 @@ class BodyLimit:
                     await self._refuse(send, size)
                     return
         seen = 0
+        refused = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    # answer now and tell the app the client left: whatever it then sends is dropped
+                    refused = True
+                    await self._refuse(send, seen)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send, seen)
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
 
     async def _refuse(self, send: Send, size: int) -> None:
         message = (f"request body must be at most {self.limit} bytes" +
                    (f", got {size}" if size >= 0 else ", got an invalid Content-Length"))
         response = errors.error_response(413 if size >= 0 else 400, message)
         await response({"type": "http"}, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:
