@@ -71,8 +71,7 @@ class SimilarOut(BaseModel):
 
 class BecauseOut(BaseModel):
     movie: MovieOut
-    rating: float
-    contribution: float
+    rating: float = Field(description="what the user gave it")
 
 
 class RecommendationOut(BaseModel):

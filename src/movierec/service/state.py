@@ -23,7 +23,6 @@ from movierec.artifacts import Artifact, load_model
 from movierec.data.dataset import Catalog
 from movierec.errors import UnknownIdError
 from movierec.models.base import Recommender
-from movierec.service import model_api
 from movierec.service.settings import Settings
 from movierec.service.store import Store
 
@@ -66,7 +65,6 @@ class Loaded:
                                             "year": pd.array([None] * len(items), dtype="Int64"),
                                             "genres": [[] for _ in range(len(items))]}))
         self.catalog = catalog
-        model_api.attach_catalog(self.model, catalog)
         self.integer_ids = items.is_integer
         frame = catalog.frame
         self.movies: dict[Any, dict[str, Any]] = {}

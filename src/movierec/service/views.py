@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from movierec.service.state import Loaded
 
-__all__ = ["because", "recommendations", "scored"]
-
-
-def _score(value: Any) -> float:
-    return round(float(value), 6)
+__all__ = ["recommendations", "scored"]
 
 
 def scored(loaded: Loaded, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """``item``, ``score`` rows -> [{movie, score}]."""
     movie = loaded.movie
-    return [{"movie": movie(item), "score": _score(score)}
+    return [{"movie": movie(item), "score": round(float(score), 6)}
             for item, score in zip(frame["item"].tolist(), frame["score"].tolist(), strict=True)]
 
 
-def because(loaded: Loaded, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """``item``, ``rating``, ``contribution`` rows -> [{movie, rating, contribution}]."""
-    movie = loaded.movie
-    return [{"movie": movie(item), "rating": float(rating), "contribution": _score(value)}
-            for item, rating, value in zip(frame["item"].tolist(), frame["rating"].tolist(),
-                                           frame["contribution"].tolist(), strict=True)]
-
-
-def recommendations(loaded: Loaded, frame: pd.DataFrame, explanations: Sequence[pd.DataFrame] | None
-                    ) -> list[dict[str, Any]]:
+def recommendations(loaded: Loaded, frame: pd.DataFrame, rated: dict[Any, float]) -> list[dict[str, Any]]:
+    """Scored rows with ``because`` (raw ids, if the frame has the column) -> [{movie, score,
+    because: [{movie, rating}]}], ratings looked up in ``rated`` (raw id -> rating)."""
     rows = scored(loaded, frame)
-    for position, row in enumerate(rows):
-        row["because"] = because(loaded, explanations[position]) if explanations is not None else []
+    reasons = frame["because"].tolist() if "because" in frame else [[] for _ in rows]
+    movie = loaded.movie
+    for row, because in zip(rows, reasons, strict=True):
+        row["because"] = [{"movie": movie(item), "rating": float(rated[item])} for item in because
+                          if item in rated]
     return rows

@@ -116,8 +116,6 @@ def recommendations(profile: ProfileDep, state: StateDep, loaded: LoadedDep, fil
 def profile_recommendations(profile: Profile, state: Any, loaded: Loaded, k: int, genres: Any, years: Any,
                             public: dict[str, Any], explain: bool) -> dict[str, Any]:
     pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, state.store.ratings(profile.id))]
-    frame = model_api.recommend_pairs(loaded.model, pairs, k, genres=genres, years=years)
-    reasons = (model_api.explain_pairs(loaded.model, pairs, frame["item"].tolist())
-               if explain and pairs else None)
+    frame = model_api.recommend_pairs(loaded.model, pairs, k, genres=genres, years=years, explain=explain)
     return {"profile": profile.id, "rated": len(pairs), "k": k, "filters": public,
-            "recommendations": views.recommendations(loaded, frame, reasons)}
+            "recommendations": views.recommendations(loaded, frame, dict(pairs))}

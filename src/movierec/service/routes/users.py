@@ -39,7 +39,10 @@ def recommendations(user_id: str, loaded: LoadedDep, filters: FiltersDep,
                     ) -> dict[str, Any]:
     raw = loaded.user_id(user_id)
     frame = model_api.recommend_user(loaded.model, raw, filters.k, genres=filters.genres,
-                                     years=filters.years)
-    reasons = model_api.explain_user(loaded.model, raw, frame["item"].tolist()) if explain else None
+                                     years=filters.years, explain=explain)
+    rated: dict[Any, float] = {}
+    if explain:
+        history = loaded.model.user_history(raw)
+        rated = dict(zip(history["item"].tolist(), history["rating"].tolist(), strict=True))
     return {"user": raw, "k": filters.k, "filters": filters.public(),
-            "recommendations": views.recommendations(loaded, frame, reasons)}
+            "recommendations": views.recommendations(loaded, frame, rated)}
