@@ -50,7 +50,7 @@ def reload(state: StateDep, body: Annotated[ReloadIn | None, Body()] = None) -> 
         loaded = state.reload(folder)
     except MovieRecError as exc:
         raise ApiError(422, f"cannot load {folder}: {exc}") from None
-    except OSError as exc:
-        raise ApiError(422, f"cannot load {folder}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # unreadable, or a path the OS cannot name (NUL bytes)
+        raise ApiError(422, f"cannot load {folder}: {getattr(exc, 'strerror', None) or exc}") from None
     return {"model": loaded.model.name, "model_dir": str(folder), "movies": len(loaded.model.items_),
             "users": len(loaded.model.users_)}
