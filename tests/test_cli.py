@@ -616,3 +616,80 @@ def test_rate_with_a_non_numeric_movie_is_noted_not_fatal(trained: tuple[Path, A
     assert "abc" in result.stderr and len(json.loads(result.stdout)["recommendations"]) == 10
     assert_bad_input(run("recommend", "--model-dir", trained[0], "--rate", "abc=4"),
                      "none of the rated movies is known")
+
+
+# -- filters, explanations, similar movies, the movie map ------------------------------------------
+@pytest.fixture(scope="module")
+def trained_als(cache: Path, mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli-als") / "als"
+    ok("train", "ml-100k", "--model", "biased-mf-als", "--split", "none", "--out", out,
+       "--param", "epochs=3", "--data-dir", cache, "--mirror", mirror, "--json")
+    return out
+
+
+def test_recommend_filters_and_explanations(trained: tuple[Path, Any], ml100k: Dataset) -> None:
+    out = trained[0]
+    payload = ok_json("recommend", "--model-dir", out, "--user", "1", "--genre", "Comedy",
+                      "--years", "1990-1995", "--explain", "1")
+    recs = payload["recommendations"]
+    assert len(recs) == 10
+    assert all("Comedy" in r["genres"] and 1990 <= r["year"] <= 1995 for r in recs)
+    rated = {r["item"]: r["rating"] for r in payload["rated"]}  # the history shown (5 movies)
+    history = load_model(out).model.user_history(1)
+    stars = dict(zip(history["item"].tolist(), history["rating"].tolist(), strict=True))
+    for rec in recs:
+        assert len(rec["because"]) <= 1
+        for because in rec["because"]:
+            assert stars[because["item"]] == because["rating"]
+            assert because["title"]
+    assert set(rated) <= set(stars)
+    library = load_model(out).model.recommend(1, k=10, genres=["Comedy"], years=(1990, 1995))
+    assert [r["item"] for r in recs] == library["item"].tolist()
+
+
+def test_recommend_new_user_by_titles_and_genre_only(trained: tuple[Path, Any], ml100k: Dataset) -> None:
+    out = trained[0]
+    payload = ok_json("recommend", "--model-dir", out, "--rate", "Star Wars=5", "--rate", "toy story=4")
+    assert {r["item"] for r in payload["rated"]} == {50, 1}
+    payload = ok_json("recommend", "--model-dir", out, "--genre", "Horror", "-k", "5")
+    assert len(payload["recommendations"]) == 5
+    assert all("Horror" in r["genres"] for r in payload["recommendations"])
+    assert_bad_input(run("recommend", "--model-dir", out, "--genre", "Westerns"), "unknown genre",
+                     "Western")
+    for value in ("abc", "1990-abc", "-"):
+        assert_bad_input(run("recommend", "--model-dir", out, "--user", "1", "--years", value),
+                         "--years")
+    assert_bad_input(run("recommend", "--model-dir", out, "--user", "1", "--years", "2000-1990"),
+                     "earlier to later")
+
+
+def test_diversity_spreads_genres(trained_als: Path) -> None:
+    plain = ok_json("recommend", "--model-dir", trained_als, "--user", "1", "--explain", "0")
+    diverse = ok_json("recommend", "--model-dir", trained_als, "--user", "1", "--diversity", "0.7",
+                      "--explain", "0")
+    def genres(payload: Any) -> set[str]:
+        return {g for r in payload["recommendations"] for g in r["genres"]}
+    assert len(genres(diverse)) >= len(genres(plain))
+    assert [r["item"] for r in plain["recommendations"]] != [r["item"] for r in diverse["recommendations"]]
+
+
+def test_similar_by_id_and_title(trained_als: Path) -> None:
+    payload = ok_json("similar", "--model-dir", trained_als, "--movie", "50", "-k", "5")
+    assert payload["movie"]["title"] == "Star Wars" and len(payload["similar"]) == 5
+    assert 50 not in {r["item"] for r in payload["similar"]}
+    by_title = ok_json("similar", "--model-dir", trained_als, "--movie", "star wars", "-k", "5")
+    assert by_title["similar"] == payload["similar"]
+    library = load_model(trained_als).model.similar_items(50, k=5)
+    assert [r["item"] for r in payload["similar"]] == library["item"].tolist()
+    result = run("similar", "--model-dir", trained_als, "--movie", "50", env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Movies like Star Wars (1977)" in result.stdout
+    assert_bad_input(run("similar", "--model-dir", trained_als, "--movie", "no such film xyz"),
+                     "unknown movie")
+
+
+def test_movie_map(trained_als: Path, trained: tuple[Path, Any], tmp_path: Path) -> None:
+    payload = ok_json("map", "--model-dir", trained_als, "--plot", tmp_path / "map.png")
+    assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG" and payload["movies"] > 500
+    assert_bad_input(run("map", "--model-dir", trained[0], "--plot", tmp_path / "bias.png"),
+                     "no item vectors")
+    assert_bad_input(run("map", "--model-dir", trained_als, "--plot", tmp_path / "map.jpg"), ".png")

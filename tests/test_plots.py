@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from movierec.errors import ConfigError
-from movierec.plots import learning_curves, model_comparison
+from movierec.plots import learning_curves, model_comparison, movie_map, project_2d
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,3 +56,29 @@ def test_errors(tmp_path: Path, call: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         call(tmp_path)  # type: ignore[operator]
     assert not any(tmp_path.iterdir())
+
+
+def test_project_2d_recovers_the_dominant_axes() -> None:
+    rng = np.random.default_rng(0)
+    # spread 10 along x, 3 along y, ~0 along z: the projection keeps x then y (up to sign)
+    vectors = np.column_stack([rng.normal(0, 10, 500), rng.normal(0, 3, 500), rng.normal(0, 0.01, 500)])
+    coords = project_2d(vectors)
+    assert coords.shape == (500, 2)
+    assert abs(np.corrcoef(coords[:, 0], vectors[:, 0])[0, 1]) > 0.99
+    assert abs(np.corrcoef(coords[:, 1], vectors[:, 1])[0, 1]) > 0.99
+    np.testing.assert_array_equal(project_2d(vectors), coords)  # deterministic signs
+    assert project_2d(np.ones((4, 3))).tolist() == [[0.0, 0.0]] * 4
+    assert project_2d(vectors[:, :1]).shape == (500, 2)
+
+
+def test_movie_map_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    coords = rng.normal(size=(200, 2))
+    genres = [["Drama", "Comedy", "Action"][i % 3] for i in range(200)]
+    path = movie_map(coords, genres, tmp_path / "map.png", labels={0: "Toy Story"})
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert pixels(path)[..., :3].std() > 0.05
+    with pytest.raises(ConfigError, match="one genre per movie"):
+        movie_map(coords, genres[:5], tmp_path / "bad.png")
+    with pytest.raises(ConfigError, match=r"\(n, 2\)"):
+        movie_map(coords[:, :1], genres, tmp_path / "bad.png")

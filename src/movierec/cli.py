@@ -413,7 +413,8 @@ SplitOpt = Annotated[
 ]
 
 
-def _fit(model: Any, train: Any, quiet: bool, valid: Any = None) -> tuple[float, list[dict[str, Any]]]:
+def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = None
+         ) -> tuple[float, list[dict[str, Any]]]:
     """Fit with an epoch progress bar; return (seconds, history).
 
     ``valid`` is shown to the model for per-epoch validation figures (learning curves); models
@@ -436,7 +437,7 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None) -> tuple[float,
                                 note=note)
 
         start = time.perf_counter()
-        model.fit(train, valid=valid, callback=callback)
+        model.fit(train, valid=valid, callback=callback, catalog=catalog)
     return time.perf_counter() - start, history
 
 
@@ -478,7 +479,8 @@ def train_command(
     else:
         split_obj = make_split(dataset, split)
         train = split_obj.train
-    seconds, history = _fit(model, train, as_json, valid=split_obj.test if split_obj else None)
+    seconds, history = _fit(model, train, as_json, valid=split_obj.test if split_obj else None,
+                            catalog=dataset.catalog)
     metrics: dict[str, float] = {}
     if split_obj is not None:
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
@@ -536,7 +538,7 @@ def evaluate_command(
     model = create_model(model_name, **parse_params(model_name, param or []))
     dataset = _load(name, mirror, data_dir, movies, as_json)
     split_obj = make_split(dataset, split)
-    seconds, _ = _fit(model, split_obj.train, as_json)
+    seconds, _ = _fit(model, split_obj.train, as_json, catalog=dataset.catalog)
     report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
     report.timings["fit_s"] = seconds
     if per_user is not None:
@@ -578,7 +580,7 @@ def compare_command(
     split_obj = make_split(dataset, split)
     results: dict[str, dict[str, float]] = {}
     for model_name, model in fresh.items():
-        seconds, _ = _fit(model, split_obj.train, as_json)
+        seconds, _ = _fit(model, split_obj.train, as_json, catalog=dataset.catalog)
         report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
         results[model_name] = {**report.metrics, "fit_s": seconds}
     if plot is not None:
@@ -628,17 +630,86 @@ def _movie_rows(catalog: Any, frame: pd.DataFrame, value_column: str) -> list[di
         frame["item"].tolist(), frame[value_column].tolist(), details["title"].tolist(),
         details["year"].tolist(), details["genres"].tolist(), strict=True,
     ):
-        rows.append({"item": item, "title": title, "year": None if pd.isna(year) else int(year),
-                     "genres": list(genres), value_column: float(value)})
+        rows.append({"item": _plain_id(item), "title": title,
+                     "year": None if pd.isna(year) else int(year), "genres": list(genres),
+                     value_column: float(value)})
     return rows
 
 
+def _plain_id(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _title(catalog: Any, item: Any) -> str:
+    if catalog is None or item not in catalog:
+        return str(item)
+    movie = catalog.get(item)
+    return f"{movie['title']} ({movie['year']})" if movie.get("year") else str(movie["title"])
+
+
 def _movies_table(title: str, rows: list[dict[str, Any]], value_column: str) -> Table:
-    table = Table("#", "movie", "title", "year", "genres", value_column, title=title)
+    explained = any(row.get("because") for row in rows)
+    columns = ["#", "movie", "title", "year", "genres", value_column]
+    table = Table(*columns, *(["because you rated"] if explained else []), title=title)
     for rank, row in enumerate(rows, start=1):
-        table.add_row(str(rank), str(row["item"]), row["title"], _year(row["year"]),
-                      _genres(row["genres"]), f"{row[value_column]:.2f}")
+        cells = [str(rank), str(row["item"]), row["title"], _year(row["year"]),
+                 _genres(row["genres"]), f"{row[value_column]:.2f}"]
+        if explained:
+            cells.append("; ".join(f"{b['title']} ({b['rating']:g}★)" for b in row.get("because", [])))
+        table.add_row(*cells)
     return table
+
+
+GenreOpt = Annotated[
+    list[str] | None,
+    typer.Option("--genre", "-g", help="Only movies of this genre; repeat for any of several."),
+]
+ExcludeGenreOpt = Annotated[
+    list[str] | None, typer.Option("--exclude-genre", help="Never movies of this genre; repeatable.")
+]
+YearsOpt = Annotated[
+    str | None,
+    typer.Option("--years", help="Release years FIRST-LAST, inclusive; an end may be left open "
+                 "(1990-1999, 2000-, -1980)."),
+]
+MinRatingsOpt = Annotated[
+    int, typer.Option("--min-ratings", help="Only movies with at least this many ratings in training.",
+                      min=0)
+]
+
+
+def _parse_years(value: str | None) -> tuple[int | None, int | None] | None:
+    if value is None:
+        return None
+    first, sep, last = value.strip().partition("-")
+    try:
+        if not sep and first:
+            return int(first), int(first)  # a single year
+        span = (int(first) if first.strip() else None, int(last) if last.strip() else None)
+    except ValueError:
+        span = (None, None)
+    if span == (None, None):
+        raise ConfigError(f"--years must look like 1990-1999, 2000- or -1980, got {value!r}")
+    return span
+
+
+def _filters(genre: list[str] | None, exclude_genre: list[str] | None, years: str | None,
+             min_ratings: int) -> dict[str, Any]:
+    return {"genres": genre or None, "exclude_genres": exclude_genre or None,
+            "years": _parse_years(years), "min_ratings": min_ratings}
+
+
+def _resolve_movie(model: Any, catalog: Any, movie: str) -> Any:
+    """A movie given by id, or failing that by title (the best search hit the model knows)."""
+    if movie in model.items_:
+        return model.items_.ids[model.items_.index(movie)]
+    if catalog is not None:
+        hits = catalog.search(movie, limit=50)
+        known = [i for i in hits["item"].tolist() if i in model.items_]
+        if known:
+            return known[0]
+    raise ConfigError(f"unknown movie {movie!r}: give a movie id from the training data or words "
+                      f"of its title")
 
 
 @app.command("recommend")
@@ -649,40 +720,63 @@ def recommend_command(
                     ] = None,
     rate: Annotated[
         list[str] | None,
-        typer.Option("--rate", "-r", help="MOVIE=RATING for a new user; repeat for several."),
+        typer.Option("--rate", "-r", help="MOVIE=RATING for a new user (MOVIE: an id or a title); "
+                     "repeat for several."),
     ] = None,
     k: KOpt = 10,
+    genre: GenreOpt = None,
+    exclude_genre: ExcludeGenreOpt = None,
+    years: YearsOpt = None,
+    min_ratings: MinRatingsOpt = 0,
+    diversity: Annotated[float, typer.Option("--diversity", help="0 ranks by score; up to 1 trades "
+                                             "score for variety of genres (MMR).", min=0.0, max=1.0)
+                         ] = 0.0,
+    explain: Annotated[int, typer.Option("--explain", help="Name up to N rated movies behind each "
+                                         "pick (0: none).", min=0)] = 2,
     history: Annotated[int, typer.Option("--history", help="How many of the user's top-rated "
                                          "movies to show first.", min=0)] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recommend movies to a known user (--user) or to a new one from a few ratings (--rate)."""
+    """Recommend movies to a known user (--user) or to a new one from a few ratings (--rate),
+    with the rated movies that explain each pick. A new user may give only --genre to start."""
     from movierec.artifacts import load_model
 
-    if (user is None) == (not rate):
-        raise ConfigError("give either --user ID or one or more --rate MOVIE=RATING")
+    if user is not None and rate:
+        raise ConfigError("give either --user ID or --rate MOVIE=RATING ..., not both")
+    if user is None and not rate and not genre:
+        raise ConfigError("give --user ID, or one or more --rate MOVIE=RATING (or at least --genre)")
+    filters = _filters(genre, exclude_genre, years, min_ratings)
     artifact = load_model(model_dir)
     model, catalog = artifact.model, artifact.catalog
     if user is not None:
-        rated = model.user_history(user).head(history)
-        recs = model.recommend(user, k=k)
+        rated = model.user_history(user)
+        recs = model.recommend(user, k=k, diversity=diversity, explain=explain, **filters)
         who = f"user {user}"
     else:
-        pairs = _parse_rate(rate or [])
-        unknown = [m for m, _ in pairs if m not in model.items_]
-        if len(unknown) == len(pairs):
+        pairs, unknown = [], []
+        for movie, rating in _parse_rate(rate or []):
+            try:
+                pairs.append((_resolve_movie(model, catalog, movie), rating))
+            except ConfigError:
+                unknown.append(movie)
+        if rate and not pairs:
             raise ConfigError(f"none of the rated movies is known to the model "
-                              f"(e.g. {unknown[0]}); use movie ids from the training data")
-        rated = pd.DataFrame({"item": [model.items_.ids[model.items_.index(m)] for m, _ in pairs
-                                       if m in model.items_],
-                              "rating": [r for m, r in pairs if m in model.items_]})
-        recs = model.recommend_for_ratings(pairs, k=k)
+                              f"(e.g. {unknown[0]}); use movie ids or titles from the training data")
+        pairs = list(dict(pairs).items())
+        rated = pd.DataFrame({"item": [m for m, _ in pairs], "rating": [r for _, r in pairs]})
+        recs = model.recommend_for_ratings(pairs, k=k, diversity=diversity, explain=explain,
+                                           **filters)
         who = "a new user"
         if unknown:
             err.print(f"[yellow]note:[/] ignored movies unknown to the model: "
                       f"{', '.join(unknown)}")
-    rated_rows = _movie_rows(catalog, rated, "rating")
+    rated_rows = _movie_rows(catalog, rated.head(history) if user is not None else rated, "rating")
     rec_rows = _movie_rows(catalog, recs, "score")
+    if explain:
+        stars = dict(zip(rated["item"].tolist(), rated["rating"].tolist(), strict=True))
+        for row, because in zip(rec_rows, recs["because"].tolist(), strict=True):
+            row["because"] = [{"item": _plain_id(b), "title": _title(catalog, b),
+                               "rating": float(stars[b])} for b in because]
     if as_json:
         _print_json({"user": user, "rated": rated_rows, "recommendations": rec_rows,
                      "model": artifact.manifest.get("model")})
@@ -690,8 +784,82 @@ def recommend_command(
     if rated_rows:
         heading = f"Movies {who} rated" + (" highest" if user is not None else "")
         out.print(_movies_table(heading, rated_rows, "rating"))
+    if not rec_rows:
+        out.print("no movie passes these filters")
+        return
     out.print(_movies_table(f"Top {k} for {who} ({artifact.manifest.get('model')})", rec_rows,
                             "score"))
+
+
+@app.command("similar")
+@_handle_errors
+def similar_command(
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    movie: Annotated[str, typer.Option("--movie", help="A movie id, or words of its title.")],
+    k: KOpt = 10,
+    genre: GenreOpt = None,
+    exclude_genre: ExcludeGenreOpt = None,
+    years: YearsOpt = None,
+    min_ratings: MinRatingsOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Movies most similar to one movie, by the model's own item representation."""
+    from movierec.artifacts import load_model
+
+    filters = _filters(genre, exclude_genre, years, min_ratings)
+    artifact = load_model(model_dir)
+    model, catalog = artifact.model, artifact.catalog
+    item = _resolve_movie(model, catalog, movie)
+    rows = _movie_rows(catalog, model.similar_items(item, k=k, **filters), "score")
+    source = _movie_rows(catalog, pd.DataFrame({"item": [item], "score": [1.0]}), "score")[0]
+    if as_json:
+        source.pop("score")
+        _print_json({"movie": source, "similar": rows, "model": artifact.manifest.get("model")})
+        return
+    out.print(_movies_table(f"Movies like {_title(catalog, item)} "
+                            f"({artifact.manifest.get('model')})", rows, "score"))
+
+
+@app.command("map")
+@_handle_errors
+def map_command(
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    plot: Annotated[Path, typer.Option("--plot", "-o", help="The .png file to write.")],
+    min_ratings: Annotated[int, typer.Option("--min-ratings", help="Only movies with at least this "
+                                             "many training ratings (less clutter).", min=0)] = 20,
+    labels: Annotated[int, typer.Option("--labels", help="Name this many of the most rated movies.",
+                                        min=0)] = 12,
+    as_json: JsonOpt = False,
+) -> None:
+    """A 2-D map of the movies as the model sees them (principal axes of its item vectors),
+    coloured by genre: similar movies sit close together."""
+    from movierec.artifacts import load_model
+    from movierec.plots import movie_map, project_2d
+
+    _check_png(plot)
+    artifact = load_model(model_dir)
+    model, catalog = artifact.model, artifact.catalog
+    vectors = model.item_vectors()
+    if vectors is None:
+        raise ConfigError(f"{model.name} has no item vectors to map; use a factor model such as "
+                          f"biased-mf-als, ials or mult-vae")
+    counts = np.diff(model.seen_.tocsc().indptr)
+    keep = np.flatnonzero(counts >= min_ratings)
+    if len(keep) < 2:
+        raise ConfigError(f"fewer than 2 movies have {min_ratings}+ ratings; lower --min-ratings")
+    coords = project_2d(vectors[keep])
+    ids = model.items_.ids[keep]
+    if catalog is not None:
+        genres = [g[0] if len(g) else "(none)" for g in catalog.rows(ids)["genres"]]
+    else:
+        genres = ["movie"] * len(ids)
+    top = np.argsort(-counts[keep], kind="stable")[:labels]
+    movie_map(coords, genres, plot, labels={int(r): _title(catalog, ids[r]) for r in top},
+              title=f"{artifact.manifest.get('model')}: movies by learned similarity")
+    if as_json:
+        _print_json({"plot": str(plot), "movies": len(keep)})
+        return
+    out.print(f"map of {len(keep):,} movies: {plot}")
 
 
 # Typer's usage errors are click's, or since typer 0.2x its own vendored copy; reach the class

@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from movierec._files import atomic_file
 from movierec.errors import ConfigError
 
-__all__ = ["learning_curves", "model_comparison"]
+__all__ = ["learning_curves", "model_comparison", "movie_map", "project_2d"]
 
 
 def _pyplot() -> Any:
@@ -113,5 +115,72 @@ def model_comparison(
         axis.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(title or "model comparison")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def project_2d(vectors: np.ndarray) -> np.ndarray:
+    """(n, d) vectors -> (n, 2) coordinates on their two principal axes (centred SVD).
+
+    Deterministic: each axis' sign is fixed so that its largest-magnitude loading is positive.
+    Fewer than two dimensions are padded with zeros.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    centred = vectors - vectors.mean(axis=0)
+    if centred.shape[1] == 0 or not np.any(centred):
+        return np.zeros((len(vectors), 2))
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    axes = axes[:2]
+    signs = np.sign(axes[np.arange(len(axes)), np.argmax(np.abs(axes), axis=1)])
+    coords = centred @ (axes * signs[:, None]).T
+    if coords.shape[1] < 2:
+        coords = np.hstack([coords, np.zeros((len(coords), 2 - coords.shape[1]))])
+    return coords
+
+
+def movie_map(
+    coords: np.ndarray,
+    genres: Sequence[str],
+    path: str | Path,
+    labels: Mapping[int, str] | None = None,
+    title: str = "",
+) -> Path:
+    """A scatter of movies in 2-D, coloured by (main) genre, with a few movies named.
+
+    Args:
+        coords: (n, 2) positions, e.g. from `project_2d` of a model's item vectors.
+        genres: the colour group of each movie (e.g. its first genre); the eight most common groups
+            get their own colour, the rest are drawn grey as "other".
+        labels: row -> text for the movies to name on the map (keep it to a dozen or so).
+        path: the PNG to write.
+
+    Raises:
+        ConfigError: if there are no movies, shapes disagree or the path is not a .png.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] != 2 or not len(coords):
+        raise ConfigError(f"movie_map needs (n, 2) coordinates for n >= 1 movies, got {coords.shape}")
+    if len(genres) != len(coords):
+        raise ConfigError(f"movie_map needs one genre per movie: {len(genres)} for {len(coords)}")
+    plt = _pyplot()
+    names, counts = np.unique(np.asarray(genres, dtype=object).astype(str), return_counts=True)
+    common = [str(n) for n in names[np.argsort(-counts, kind="stable")][:8]]
+    figure, axis = plt.subplots(figsize=(8, 6.5))
+    group = np.asarray(genres, dtype=object).astype(str)
+    other = ~np.isin(group, common)
+    if other.any():
+        axis.scatter(coords[other, 0], coords[other, 1], s=6, color="0.8", label="other")
+    colours = plt.get_cmap("tab10")
+    for position, name in enumerate(common):
+        rows = group == name
+        axis.scatter(coords[rows, 0], coords[rows, 1], s=8, alpha=0.75, color=colours(position),
+                     label=name)
+    for row, text in (labels or {}).items():
+        axis.annotate(text, coords[row], fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set_xlabel("first principal axis")
+    axis.set_ylabel("second principal axis")
+    axis.legend(fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.grid(alpha=0.2)
+    figure.suptitle(title or "movies by their learned representation")
     figure.tight_layout()
     return _save(figure, path)

@@ -327,6 +327,12 @@ class BayesianMF(Recommender):
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         return self._scorer().fold_in(np.asarray(item_index), np.asarray(ratings, np.float64))
 
+    def _item_vectors(self) -> np.ndarray:
+        # Every stored draw's factors side by side: cosine over the concatenation averages the
+        # draws' similarities without assuming their factor axes line up.
+        n_items, samples, width = self.item_samples_.shape
+        return self.item_samples_[:, :, : width - 1].reshape(n_items, samples * (width - 1))
+
     # -- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         state = {

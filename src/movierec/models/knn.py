@@ -329,6 +329,12 @@ class ItemKNNBaseline(Recommender):
                                           residuals.astype(np.float32)[None, :])[0]
 
     # -- persistence ---------------------------------------------------------------------------
+    def _item_similarity(self, item_index: np.ndarray) -> np.ndarray:
+        # Its own shrunk Pearson-baseline similarities; movies outside the matrix get 0.
+        position = np.full(len(self.items_), len(self.active_), dtype=np.int64)  # the zero row
+        position[self.active_] = np.arange(len(self.active_))
+        return self.similarity_[position[np.asarray(item_index)]][:, position].astype(np.float64)
+
     def _state(self) -> dict[str, np.ndarray]:
         # The similarity is symmetric and mostly zero: its positive upper triangle as coordinates.
         # The residuals are recomputed from seen_ (saved by the base) and the biases.

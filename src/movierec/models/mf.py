@@ -134,6 +134,9 @@ class _BiasedFactors(Recommender):
         # float32 product: a float64 copy of the movie factors would cost more than the product
         return self.global_mean_ + bias + self.item_bias_ + self.item_factors_ @ vector.astype(np.float32)
 
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "global_mean": np.array([self.global_mean_]),

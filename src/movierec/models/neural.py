@@ -481,6 +481,9 @@ class _TowerRecommender(Recommender):
         return self._scores_for_vectors(vector[None, :])[0]
 
     # -- persistence --------------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        return self.module_.item.detach().cpu().numpy()
+
     def _state(self) -> dict[str, np.ndarray]:
         return module_arrays(self.module_, "net.")
 
@@ -706,6 +709,9 @@ class DotBiasSigmoid(Recommender):
         return self._scores(x[None, :k], x[k:])[0]
 
     # -- persistence --------------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "user_bias": self.user_bias_,
                 "item_factors": self.item_factors_, "item_bias": self.item_bias_}
@@ -964,6 +970,9 @@ class MeanNormalizedMF(Recommender):
         return self._scores(x[None, :k], x[k:])[0]
 
     # -- persistence --------------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
                 "user_bias": self.user_bias_, "item_bias": self.item_bias_,
