@@ -15,6 +15,10 @@ request when the previous answer arrives (closed loop). Scenarios, each after a 
   (stored in SQLite, folded in live on every request); fold-plain: with ``explain=false``;
 - rate: ``PUT /api/profiles/{id}/ratings/{movie}`` (SQLite writes), then a check that none is lost.
 
+The service caches answers per model (an answer depends only on the model and the request), so with
+610 users and 50 fixed profiles the cached runs measure the warm path; ``--no-cache`` measures every
+request computed (model scoring, explanations, SQLite reads).
+
 Targets (issue 5): known-user p99 < 50 ms and fold-in p99 < 100 ms at 50 clients on 2 cores.
 """
 
@@ -39,14 +43,14 @@ ADMIN = "benchmark-admin-token"
 
 
 # -- the server process -----------------------------------------------------------------------------
-def _serve(model_dir: str, port: int, database: str) -> None:
+def _serve(model_dir: str, port: int, database: str, cache_size: int) -> None:
     import torch
 
     torch.set_num_threads(1)
     from movierec.service import serve
 
     serve(model_dir, port=port, database_url=f"sqlite:///{database}", admin_token=ADMIN,
-          log_level="warning")
+          log_level="warning", cache_size=cache_size)
 
 
 def _free_port() -> int:
@@ -200,10 +204,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--model-dir", type=Path, help="serve this artifact instead of training one "
                         "(its movies and users are read from it)")
-    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)  # child: model_dir port database
+    parser.add_argument("--no-cache", action="store_true",
+                        help="serve with the answer cache off (every request computed)")
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)  # child: model_dir port database cache
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve[0], int(args.serve[1]), args.serve[2])
+        _serve(args.serve[0], int(args.serve[1]), args.serve[2], int(args.serve[3]))
         return
 
     with tempfile.TemporaryDirectory() as temp:
@@ -223,7 +229,8 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(folder), str(port),
-                                   str(Path(temp) / "store.sqlite3")], env=env)
+                                   str(Path(temp) / "store.sqlite3"), "0" if args.no_cache else "10000"],
+                                  env=env)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -239,7 +246,9 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    print(f"\n{args.clients} concurrent clients on loopback, {args.seconds:g} s each, {os.cpu_count()} cores")
+    cache = "answer cache off" if args.no_cache else "answer cache on (warm after the warm-up second)"
+    print(f"\n{args.clients} concurrent clients on loopback, {args.seconds:g} s each, "
+          f"{os.cpu_count()} cores, {cache}")
     print(f"{'scenario':<12} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'errors':>7}")
     for name, row in results.items():

@@ -306,3 +306,40 @@ def test_model_loads_once_per_start(settings: Settings, monkeypatch: pytest.Monk
         for _ in range(3):
             client.get("/api/users/1/recommendations")
     assert calls == [settings.model_dir]
+
+
+# -- the answer cache ------------------------------------------------------------------------
+def test_cached_answers_equal_computed_ones(client: TestClient, settings: Settings) -> None:
+    paths = ["/api/users/5/recommendations?k=4", "/api/users/5/recommendations?k=4&genres=Drama",
+             "/api/users/6/recommendations?explain=false"]
+    first = [client.get(p).json() for p in paths]
+    assert [client.get(p).json() for p in paths] == first  # hits
+    with TestClient(create_app(settings.with_(cache_size=0))) as uncached:
+        assert [uncached.get(p).json() for p in paths] == first
+
+
+def test_profile_answers_follow_rating_changes(client: TestClient, artifact) -> None:  # type: ignore[no-untyped-def]
+    profile, auth = new_profile(client)
+    url = f"/api/profiles/{profile}/recommendations"
+    client.put(f"/api/profiles/{profile}/ratings/1", json={"rating": 5}, headers=auth)
+    one = client.get(url, headers=auth).json()
+    client.get(url, headers=auth)  # cached now
+    client.put(f"/api/profiles/{profile}/ratings/1", json={"rating": 0.5}, headers=auth)
+    changed = client.get(url, headers=auth).json()
+    expected = artifact.model.recommend_for_ratings([(1, 0.5)], 10)["item"].tolist()
+    assert [r["movie"]["item"] for r in changed["recommendations"]] == expected
+    assert changed != one
+
+
+def test_answer_cache_is_bounded_lru() -> None:
+    from movierec.service.state import AnswerCache
+
+    cache = AnswerCache(2)
+    cache.put("a", b"1")
+    cache.put("b", b"2")
+    assert cache.get("a") == b"1"  # a is now the most recent
+    cache.put("c", b"3")
+    assert (cache.get("a"), cache.get("b"), cache.get("c"), len(cache)) == (b"1", None, b"3", 2)
+    off = AnswerCache(0)
+    off.put("a", b"1")
+    assert off.get("a") is None

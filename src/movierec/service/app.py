@@ -106,7 +106,7 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = Loaded(artifact if artifact is not None else load_model(settings.model_dir),
-                        settings.model_dir)
+                        settings.model_dir, settings.cache_size)
         own_store = store is None
         opened = store if store is not None else Store(settings.resolved_database_url())
         app.state.service = ServiceState(settings, loaded, opened)
@@ -151,15 +151,32 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
-          database_url: str | None = None, admin_token: str | None = None, log_level: str = "info"
-          ) -> None:
+          database_url: str | None = None, admin_token: str | None = None, log_level: str = "info",
+          cache_size: int | None = None) -> None:
     """Load the model in ``model_dir`` and serve it until interrupted.
 
     Raises:
         DataError: a missing or corrupt model folder (before anything listens).
         ConfigError: bad settings.
     """
-    settings = Settings.from_env(model_dir, database_url=database_url, admin_token=admin_token)
+    settings = Settings.from_env(model_dir, database_url=database_url, admin_token=admin_token,
+                                 cache_size=cache_size)
+    _one_math_thread()
     artifact = load_model(settings.model_dir)
     Store(settings.resolved_database_url()).close()  # an unusable database fails here, clearly
     build_server(settings, host=host, port=port, artifact=artifact, log_level=log_level).run()
+
+
+def _one_math_thread() -> None:
+    """One BLAS / torch thread per process: requests already run concurrently, each on small
+    arrays, and a pool of math threads per request only fights them for the cores (an explained
+    recommendation took 5x longer with OpenBLAS's default threads on a busy 2-core machine)."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it the environment (OPENBLAS_NUM_THREADS) decides
+        return
+    threadpool_limits(limits=1)
+

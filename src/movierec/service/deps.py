@@ -1,4 +1,8 @@
-"""Dependencies the routes share (tests override `get_state` to inject a model)."""
+"""Dependencies the routes share (tests override `get_state` to inject a model).
+
+Those that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
+and on a 2-core machine three pool hops per request cost more than the model's work.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,14 @@ from movierec.service.store import Profile
 __all__ = ["Filters", "LoadedDep", "StateDep", "admin", "get_state", "parse_filters", "profile_auth"]
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_loaded(state: StateDep) -> Loaded:
+async def get_loaded(state: StateDep) -> Loaded:
     return state.loaded
 
 
@@ -49,7 +53,7 @@ def profile_auth(profile_id: str, state: StateDep,
 ProfileDep = Annotated[Profile, Depends(profile_auth)]
 
 
-def admin(state: StateDep, token: Annotated[str | None, Depends(_admin_header)]) -> None:
+async def admin(state: StateDep, token: Annotated[str | None, Depends(_admin_header)]) -> None:
     expected = state.settings.admin_token
     if expected is None:
         raise ApiError(403, "admin endpoints are disabled: start the service with MOVIEREC_ADMIN_TOKEN set")
@@ -68,8 +72,12 @@ class Filters:
     def public(self) -> dict[str, object]:
         return {"genres": self.genres, "years": self.years}
 
+    def key(self) -> tuple[object, ...]:
+        """What makes two requests' answers equal (for the answer cache)."""
+        return (self.k, tuple(self.genres or ()), self.years)
 
-def parse_filters(
+
+async def parse_filters(
     request: Request,
     loaded: LoadedDep,
     k: Annotated[int, Query(ge=1, le=10_000, description="how many movies (at most max_k)")] = 10,

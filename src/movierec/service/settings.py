@@ -32,6 +32,9 @@ class Settings:
         max_k: the largest ``k`` a request may ask for.
         max_body_bytes: requests with a larger body are refused with 413.
         max_profile_ratings: ratings one profile may hold.
+        cache_size: recommendation answers kept per served model (least recently used go first);
+            0 turns the cache off. An answer depends only on the model and the request (user or
+            ratings, k, filters), so a hit is exact; a reload or retrain starts a fresh cache.
     """
 
     model_dir: Path
@@ -41,15 +44,17 @@ class Settings:
     max_k: int = 500
     max_body_bytes: int = 64 * 1024
     max_profile_ratings: int = 5000
+    cache_size: int = 10_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.retrain_dir is not None:
             object.__setattr__(self, "retrain_dir", Path(self.retrain_dir))
-        for name in ("max_k", "max_body_bytes", "max_profile_ratings"):
+        for name in ("max_k", "max_body_bytes", "max_profile_ratings", "cache_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            low = 0 if name == "cache_size" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ConfigError("admin_token must be at least 8 characters, got a shorter one")
 

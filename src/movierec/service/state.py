@@ -11,6 +11,8 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,8 @@ class Loaded:
         popular: raw movie ids, most rated first.
     """
 
-    def __init__(self, artifact: Artifact, model_dir: Path) -> None:
+    def __init__(self, artifact: Artifact, model_dir: Path, cache_size: int = 0) -> None:
+        self.cache = AnswerCache(cache_size)
         self.model: Recommender = artifact.model
         self.manifest = artifact.manifest
         self.model_dir = model_dir
@@ -178,6 +181,39 @@ class Loaded:
         return found
 
 
+class AnswerCache:
+    """A bounded least-recently-used map of request key -> serialized answer (bytes), thread-safe.
+
+    Lives in a `Loaded`, so answers never outlive the model that computed them.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        if not self.size:
+            return None
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def _trigrams(text: str) -> set[str]:
     words = re.findall(r"\w+", text.lower())
     grams = set()
@@ -217,7 +253,7 @@ class ServiceState:
 
     def reload(self, model_dir: Path) -> Loaded:
         """Load another artifact and swap it in. Raises DataError (the old model stays)."""
-        loaded = Loaded(load_model(model_dir), model_dir)
+        loaded = Loaded(load_model(model_dir), model_dir, self.settings.cache_size)
         self.loaded = loaded
         log.info("serving %s from %s", loaded.model.name, model_dir)
         return loaded

@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from movierec.service.state import Loaded
 
-__all__ = ["recommendations", "scored"]
+__all__ = ["json_response", "recommendations", "scored", "to_json"]
+
+
+def to_json(model: type[BaseModel], payload: dict[str, Any]) -> bytes:
+    """``payload`` validated by the endpoint's response model and serialized: what FastAPI would
+    send, done once so a cached answer is sent as it is."""
+    return model.model_validate(payload).model_dump_json().encode()
+
+
+def json_response(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
 
 
 def scored(loaded: Loaded, frame: pd.DataFrame) -> list[dict[str, Any]]:

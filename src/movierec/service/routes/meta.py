@@ -14,12 +14,12 @@ router = APIRouter(prefix="/api", tags=["service"])
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness, and which model answers")
-def health(loaded: LoadedDep) -> dict[str, Any]:
+async def health(loaded: LoadedDep) -> dict[str, Any]:
     return {"status": "ok", "model": loaded.model.name, "version": __version__}
 
 
 @router.get("/model", response_model=ModelOut, summary="The served model: data, metrics, when trained")
-def model_info(loaded: LoadedDep) -> dict[str, Any]:
+async def model_info(loaded: LoadedDep) -> dict[str, Any]:
     manifest = loaded.manifest
     data = manifest.get("data") or {}
     shape = manifest.get("shape") or {}

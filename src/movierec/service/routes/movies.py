@@ -17,7 +17,7 @@ _404 = {404: {"model": ErrorOut, "description": "unknown movie"}}
 
 
 @router.get("", response_model=MovieListOut, summary="Search titles (typo-tolerant); no query: most rated")
-def search(
+async def search(
     loaded: LoadedDep,
     q: Annotated[str | None, Query(max_length=200, description="words of the title; a 4-digit word may "
                                                               "be the year")] = None,
@@ -29,13 +29,13 @@ def search(
 
 
 @router.get("/{movie_id}", response_model=MovieDetailOut, responses=_404, summary="One movie")
-def movie(movie_id: str, loaded: LoadedDep) -> dict[str, Any]:
+async def movie(movie_id: str, loaded: LoadedDep) -> dict[str, Any]:
     return loaded.detail(loaded.movie_id(movie_id))
 
 
 @router.get("/{movie_id}/similar", response_model=SimilarOut, responses=_404,
             summary="Movies most like this one, by what the model learned")
-def similar(movie_id: str, loaded: LoadedDep,
+async def similar(movie_id: str, loaded: LoadedDep,
             k: Annotated[int, Query(ge=1, le=10_000)] = 10) -> dict[str, Any]:
     raw = loaded.movie_id(movie_id)
     if raw not in loaded.model.items_:

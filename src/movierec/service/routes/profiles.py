@@ -21,7 +21,6 @@ from movierec.service.schemas import (
     RatingIn,
 )
 from movierec.service.state import Loaded
-from movierec.service.store import Profile
 
 router = APIRouter(prefix="/api/profiles", tags=["profiles"])
 
@@ -108,14 +107,16 @@ def delete_rating(movie_id: str, profile: ProfileDep, state: StateDep, loaded: L
 @router.get("/{profile_id}/recommendations", response_model=ProfileRecommendationsOut, responses=_AUTH,
             summary="Live recommendations from the profile's ratings (fold-in), with why")
 def recommendations(profile: ProfileDep, state: StateDep, loaded: LoadedDep, filters: FiltersDep,
-                    explain: bool = True) -> dict[str, Any]:
-    return profile_recommendations(profile, state, loaded, filters.k, filters.genres, filters.years,
-                                   filters.public(), explain)
-
-
-def profile_recommendations(profile: Profile, state: Any, loaded: Loaded, k: int, genres: Any, years: Any,
-                            public: dict[str, Any], explain: bool) -> dict[str, Any]:
+                    explain: bool = True) -> Response:
     pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, state.store.ratings(profile.id))]
-    frame = model_api.recommend_pairs(loaded.model, pairs, k, genres=genres, years=years, explain=explain)
-    return {"profile": profile.id, "rated": len(pairs), "k": k, "filters": public,
-            "recommendations": views.recommendations(loaded, frame, dict(pairs))}
+    # the answer depends only on the ratings, so a changed rating is a new key
+    key = ("profile", profile.id, tuple(pairs), filters.key(), explain)
+    answer = loaded.cache.get(key)
+    if answer is None:
+        frame = model_api.recommend_pairs(loaded.model, pairs, filters.k, genres=filters.genres,
+                                          years=filters.years, explain=explain)
+        answer = views.to_json(ProfileRecommendationsOut, {
+            "profile": profile.id, "rated": len(pairs), "k": filters.k, "filters": filters.public(),
+            "recommendations": views.recommendations(loaded, frame, dict(pairs))})
+        loaded.cache.put(key, answer)
+    return views.json_response(answer)
