@@ -69,6 +69,8 @@ class Loaded:
                                             "genres": [[] for _ in range(len(items))]}))
         self.catalog = catalog
         self.integer_ids = items.is_integer
+        # a set answers "is this a user?" in ~0.1 us; the vocabulary's pandas lookup takes ~0.5 ms
+        self._users = set(self.model.users_.ids.tolist())
         frame = catalog.frame
         self.movies: dict[Any, dict[str, Any]] = {}
         for item, title, year, genres in zip(frame["item"], frame["title"], frame["year"], frame["genres"],
@@ -100,7 +102,7 @@ class Loaded:
     def user_id(self, text: str) -> Any:
         """The raw id of a user in the training data. Raises UnknownIdError."""
         raw = self._coerce(text, "user", self.model.users_.is_integer)
-        if raw not in self.model.users_:
+        if raw not in self._users:
             raise UnknownIdError(f"unknown user id {text!r}")
         return raw
 

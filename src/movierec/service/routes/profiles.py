@@ -6,10 +6,20 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from movierec.service import model_api, views
-from movierec.service.deps import FiltersDep, LoadedDep, ProfileDep, StateDep
+from movierec.service.deps import (
+    BearerDep,
+    GenresQuery,
+    KQuery,
+    LoadedDep,
+    ProfileDep,
+    StateDep,
+    YearsQuery,
+    check_profile,
+    parse_filters,
+)
 from movierec.service.errors import ApiError
 from movierec.service.schemas import (
     ErrorOut,
@@ -106,8 +116,12 @@ def delete_rating(movie_id: str, profile: ProfileDep, state: StateDep, loaded: L
 
 @router.get("/{profile_id}/recommendations", response_model=ProfileRecommendationsOut, responses=_AUTH,
             summary="Live recommendations from the profile's ratings (fold-in), with why")
-def recommendations(profile: ProfileDep, state: StateDep, loaded: LoadedDep, filters: FiltersDep,
-                    explain: bool = True) -> Response:
+def recommendations(request: Request, profile_id: str, credentials: BearerDep, k: KQuery = 10,
+                    genres: GenresQuery = None, years: YearsQuery = None, explain: bool = True) -> Response:
+    state = request.app.state.service
+    loaded = state.loaded
+    filters = parse_filters(loaded, state.settings.max_k, k, genres, years)
+    profile = check_profile(state, profile_id, credentials)
     pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, state.store.ratings(profile.id))]
     # the answer depends only on the ratings, so a changed rating is a new key
     key = ("profile", profile.id, tuple(pairs), filters.key(), explain)

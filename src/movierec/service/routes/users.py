@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from movierec.service import model_api, views
-from movierec.service.deps import FiltersDep, LoadedDep
+from movierec.service.deps import GenresQuery, KQuery, LoadedDep, YearsQuery, parse_filters
 from movierec.service.schemas import ErrorOut, UserListOut, UserOut, UserRecommendationsOut
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -39,9 +39,13 @@ async def user(user_id: str, loaded: LoadedDep,
 
 @router.get("/{user_id}/recommendations", response_model=UserRecommendationsOut, responses=_404,
             summary="Top-k for a user of the training data, with why")
-async def recommendations(user_id: str, loaded: LoadedDep, filters: FiltersDep,
-                    explain: Annotated[bool, Query(description="add 'because you rated ...'")] = True
-                    ) -> Response:
+async def recommendations(request: Request, user_id: str, k: KQuery = 10, genres: GenresQuery = None,
+                          years: YearsQuery = None,
+                          explain: Annotated[bool, Query(description="add 'because you rated ...'")] = True
+                          ) -> Response:
+    state = request.app.state.service
+    loaded = state.loaded
+    filters = parse_filters(loaded, state.settings.max_k, k, genres, years)
     raw = loaded.user_id(user_id)
     key = ("user", raw, filters.key(), explain)
     answer = loaded.cache.get(key)
