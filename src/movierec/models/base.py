@@ -568,7 +568,13 @@ class Recommender:
         (so a loved similar movie explains more than a disliked one)."""
         contributions = self._contributions(rated, ratings, targets)
         if contributions is None:
-            similarity = np.asarray(self._item_similarity(targets), dtype=np.float64)[:, rated]
+            vectors = self._item_vectors() if type(self)._item_similarity is Recommender._item_similarity \
+                else None
+            if vectors is not None:  # only the rated columns: (targets x d) @ (d x rated), not x n_items
+                unit = self._unit_vectors(vectors)
+                similarity = unit[targets] @ unit[rated].T
+            else:
+                similarity = np.asarray(self._item_similarity(targets), dtype=np.float64)[:, rated]
             contributions = similarity * (ratings / self.scale_[1])[None, :]
         return np.asarray(contributions, dtype=np.float64)
 
