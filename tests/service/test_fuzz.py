@@ -16,7 +16,7 @@ from movierec.service import Settings, create_app
 schemathesis = pytest.importorskip("schemathesis")
 
 ADMIN = "admin-secret-token"  # as tests/service/conftest.py configures
-EXAMPLES = 25
+EXAMPLES = 20
 
 
 def test_no_server_errors(settings: Settings) -> None:
