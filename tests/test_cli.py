@@ -106,7 +106,7 @@ def test_version() -> None:
 @pytest.mark.parametrize(
     "command",
     [[], ["data"], ["data", "list"], ["data", "fetch"], ["data", "info"], ["data", "synth"],
-     ["train"], ["evaluate"], ["recommend"], ["models"]],
+     ["train"], ["evaluate"], ["recommend"], ["models"], ["similar"], ["map"], ["tune"], ["compare"]],
     ids=lambda c: " ".join(c) or "root",
 )
 def test_help(command: list[str]) -> None:
@@ -693,3 +693,15 @@ def test_movie_map(trained_als: Path, trained: tuple[Path, Any], tmp_path: Path)
     assert_bad_input(run("map", "--model-dir", trained[0], "--plot", tmp_path / "bias.png"),
                      "no item vectors")
     assert_bad_input(run("map", "--model-dir", trained_als, "--plot", tmp_path / "map.jpg"), ".png")
+
+
+def test_tune_reports_the_best_setting_on_the_test_part(cache: Path, mirror: Path) -> None:
+    payload = ok_json("tune", "ml-100k", "--model", "bias", "--split", "user-ratio:0.75:42",
+                      "--trials", "3", "--metric", "rmse", "--space", "reg_item=1:50:log",
+                      "--data-dir", cache, "--mirror", mirror)
+    values = [t["value"] for t in payload["trials"]]
+    assert len(values) == 3 and payload["best_value"] == min(values)
+    assert set(payload["best_params"]) >= {"reg_item"}
+    assert 0.8 < payload["test_metrics"]["rmse"] < 1.1
+    assert_bad_input(run("tune", "ml-100k", "--model", "bias", "--metric", "bogus", "--data-dir", cache,
+                         "--mirror", mirror), "bogus")

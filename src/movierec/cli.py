@@ -604,6 +604,83 @@ def compare_command(
         out.print(f"chart: {plot}")
 
 
+@app.command("tune")
+@_handle_errors
+def tune_command(
+    name: NameArg,
+    model_name: ModelOpt = "ease",
+    split: SplitOpt = "user-ratio:0.8:42",
+    trials: Annotated[int, typer.Option("--trials", "-n", help="How many settings to try.", min=1)] = 30,
+    metric: Annotated[str, typer.Option("--metric", help="What to optimise: ndcg@10, recall@20, "
+                                        "map@10, ... (maximised) or rmse, mae (minimised).")
+                      ] = "ndcg@10",
+    valid: Annotated[str, typer.Option("--valid", help="How to carve the validation part out of the "
+                                       "TRAIN part (a split spec; the test part is never used).")
+                     ] = "user-ratio:0.8:0",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Hold a hyperparameter "
+                                                    "fixed, name=value; repeatable.")] = None,
+    space: Annotated[list[str] | None, typer.Option(
+        "--space", help="Search range: reg=1e-3:10:log, factors=16:256:int, similarity=cosine,bm25 "
+        "(default: the model's built-in ranges); repeatable.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the search.", min=0)] = 0,
+    k: KOpt = 10,
+    mirror: MirrorOpt = None,
+    data_dir: DataDirOpt = None,
+    movies: MoviesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a model's hyperparameters (optuna TPE) on a validation part carved out of the split's
+    train part, then fit the best setting on the whole train part and report it on the test part."""
+    from movierec.data.split import make_split
+    from movierec.eval.protocol import evaluate
+    from movierec.models.registry import create_model, parse_params
+    from movierec.tune import parse_space, tune
+
+    fixed = parse_params(model_name, param or [])
+    chosen_space = parse_space(model_name, space) if space else None
+    dataset = _load(name, mirror, data_dir, movies, as_json)
+    split_obj = None if split.strip().lower() == "none" else make_split(dataset, split)
+    train = dataset.ratings if split_obj is None else split_obj.train
+    progress = Progress(TextColumn(f"tuning {model_name}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=err,
+                        transient=True, disable=as_json)
+    with progress:
+        task = progress.add_task("tune", total=trials, note="")
+
+        def callback(event: str, info: dict[str, Any]) -> None:
+            if event == "trial":
+                progress.update(task, completed=info["number"] + 1,
+                                note=f"best {metric} {info['best_value']:.4f}")
+
+        result = tune(model_name, train, metric=metric, trials=trials, valid_spec=valid,
+                      space=chosen_space, fixed_params=fixed, random_state=seed,
+                      catalog=dataset.catalog, callback=callback)
+    test_metrics: dict[str, float] = {}
+    if split_obj is not None:
+        best = create_model(model_name, **result.best_params)
+        seconds, _ = _fit(best, split_obj.train, as_json, catalog=dataset.catalog)
+        test_metrics = {**evaluate(best, split_obj, k=k, catalog=dataset.catalog).metrics,
+                        "fit_s": seconds}
+    if as_json:
+        _print_json({**result.to_dict(), "test_metrics": test_metrics, "dataset": dataset.name,
+                     "split": split_obj.recipe if split_obj else "none"})
+        return
+    board = result.leaderboard(10)
+    columns = [c for c in board.columns if c not in ("state",)]
+    table = Table(*columns, title=f"best {len(board)} of {trials} trials, {metric} on the "
+                  f"validation part ({valid})")
+    for row in board.itertuples(index=False):
+        record = dict(zip(board.columns, row, strict=True))
+        table.add_row(*(f"{record[c]:.4g}" if isinstance(record[c], float) else str(record[c])
+                        for c in columns))
+    out.print(table)
+    flags = " ".join(f"--param {key}={value}" for key, value in result.best_params.items())
+    out.print(f"best: {flags}")
+    if test_metrics:
+        out.print(_metrics_table(f"{model_name} (best) on the test part of {split_obj.recipe}",
+                                 test_metrics))
+
+
 # -- recommend ---------------------------------------------------------------------------------
 def _parse_rate(values: list[str]) -> list[tuple[str, float]]:
     pairs = []

@@ -4,6 +4,9 @@ Data: a tiny checkerboard of tastes. Users and movies fall in two groups (by par
 movies of their own group 4.5-5 and the others 1-1.5. Each user rates a random 60% of the movies,
 except user 0, who rates every movie of their group but one (the withheld movie) and a few of the
 others: a personalised model must rank the withheld movie first among user 0's unseen movies.
+
+Models that need the movie catalog (``uses_catalog``) get a tiny one whose genres, tags and decades
+follow the same parity, so content features agree with the tastes.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from movierec.artifacts import load_model
-from movierec.data.dataset import Ratings
+from movierec.data.dataset import Catalog, Ratings
 from movierec.errors import UnknownIdError
 from movierec.models.base import Recommender
 from movierec.models.registry import MODELS, create_model
@@ -37,6 +41,8 @@ FAST: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"batch_size": 32},
     "dot-bias-sigmoid": {"factors": 8, "epochs": 20, "learning_rate": 0.01},
     "mean-normalized-mf": {"epochs": 100},
+    # tags are off by default; on, so that min_tag_movies has something to act on
+    "content": {"tag_weight": 1.0},
 }
 # Values to try for hyperparameters the suite cannot perturb by itself (strings, tuples).
 ALTERNATIVES: dict[str, dict[str, Any]] = {
@@ -49,6 +55,9 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "rating-classifier": {"hidden": "16"},
     # early stopping can make epochs/patience moot on a given dataset: values that bind here
     "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
+    # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
+    "content": {"weighting": "deviation", "min_rating": 3.0},
+    "hybrid": {"collaborative": "biased-mf-als", "weighting": "deviation", "min_rating": 3.0},
 }
 # Hyperparameters that must not change results (where the computation runs, memory guards).
 NEUTRAL = {"device", "max_items", "threads"}
@@ -56,6 +65,30 @@ NEUTRAL = {"device", "max_items", "threads"}
 NON_PERSONALISED = {"bias"}
 
 NAMES = sorted(MODELS)
+
+
+def catalog() -> Catalog:
+    """Movies 1..30 (raw ids): odd ones (user 0's group) are quiet 1980s-90s dramas, even ones loud
+    1950s-60s comedies; every third is also an action movie; a few tags are on 1-3 movies only."""
+    ids = np.arange(1, N_ITEMS + 1)
+    extra = {1: ["cult"], 3: ["cult"], 5: ["cult"], 2: ["rare"], 4: ["rare"], 7: ["unique"]}
+    return Catalog(pd.DataFrame({
+        "item": ids,
+        "title": [f"Movie {i}" for i in ids],
+        "year": [1985 + i % 10 if i % 2 else 1955 + i % 10 for i in ids],
+        "genres": [["Drama" if i % 2 else "Comedy"] + (["Action"] if i % 3 == 0 else []) for i in ids],
+        "tags": [(["slow" if i % 2 else "loud"] if i <= 16 else []) + extra.get(i, []) for i in ids],
+    }))
+
+
+CATALOG = catalog()
+
+
+def fit(model: Recommender, ratings: Ratings, **kwargs: Any) -> Recommender:
+    """``model.fit``, with the catalog for models that need one."""
+    if model.uses_catalog:
+        kwargs["catalog"] = CATALOG
+    return model.fit(ratings, **kwargs)
 
 
 def checkerboard() -> Ratings:
@@ -87,7 +120,7 @@ def make(name: str, **params: Any) -> Recommender:
 
 @pytest.fixture(scope="module", params=NAMES)
 def fitted(request: pytest.FixtureRequest, data: Ratings) -> Recommender:
-    return make(request.param).fit(data)
+    return fit(make(request.param), data)
 
 
 def probe_pairs(data: Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +188,8 @@ def test_new_user_fold_in(fitted: Recommender) -> None:
 def test_same_seed_same_result(data: Ratings, request: pytest.FixtureRequest) -> None:
     for name in NAMES:
         users, items = probe_pairs(data)
-        first = make(name).fit(data).predict(users, items)
-        second = make(name).fit(data).predict(users, items)
+        first = fit(make(name), data).predict(users, items)
+        second = fit(make(name), data).predict(users, items)
         np.testing.assert_allclose(first, second, rtol=0, atol=1e-6, err_msg=name)
 
 
@@ -164,12 +197,14 @@ def test_refit_starts_fresh(data: Ratings) -> None:
     other = Ratings.from_arrays([1, 1, 2, 2, 3], [1, 2, 1, 3, 2], [5.0, 1.0, 4.0, 2.0, 3.0],
                                 scale=(0.5, 5.0))
     for name in NAMES:
-        reused = make(name).fit(data).fit(other)
-        fresh = make(name).fit(other)
+        reused = fit(fit(make(name), data), other)
+        fresh = fit(make(name), other)
         users, items = np.array([1, 2, 3, 3]), np.array([3, 2, 1, 3])
         np.testing.assert_allclose(reused.predict(users, items), fresh.predict(users, items),
                                    rtol=0, atol=1e-6, err_msg=name)
-        assert reused.items_.ids.tolist() == [1, 2, 3]
+        # a catalog model knows every catalog movie, rated or not
+        expected = list(range(1, N_ITEMS + 1)) if reused.uses_catalog else [1, 2, 3]
+        assert reused.items_.ids.tolist() == expected
 
 
 def test_save_load_round_trip(fitted: Recommender, data: Ratings, tmp_path: Path) -> None:
@@ -200,12 +235,12 @@ def altered(name: str, param: str, value: Any) -> Any:
 def test_every_hyperparameter_changes_the_result(name: str, data: Ratings) -> None:
     users, items = probe_pairs(data)
     base_params = FAST.get(name, {})
-    baseline = make(name).fit(data).predict(users, items)
+    baseline = fit(make(name), data).predict(users, items)
     defaults = MODELS[name].default_params() | base_params
     for param, value in defaults.items():
         if param in NEUTRAL:
             continue
-        changed = make(name, **{param: altered(name, param, value)}).fit(data).predict(users, items)
+        changed = fit(make(name, **{param: altered(name, param, value)}), data).predict(users, items)
         assert np.abs(changed - baseline).max() > 1e-6, f"{name}: {param} changed nothing"
 
 
@@ -224,7 +259,7 @@ def test_fit_and_load_leave_global_random_state_alone(name: str, data: Ratings, 
     # the legacy global numpy state is exactly what must stay untouched
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
     threads = torch.get_num_threads()
-    model = make(name).fit(data)
+    model = fit(make(name), data)
     model.save(tmp_path / "m")
     load_model(tmp_path / "m")
     assert torch.equal(torch.random.get_rng_state(), torch_state)
@@ -234,7 +269,7 @@ def test_fit_and_load_leave_global_random_state_alone(name: str, data: Ratings, 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_failed_fit_leaves_the_model_as_it_was(name: str, data: Ratings) -> None:
-    model = make(name).fit(data)
+    model = fit(make(name), data)
     users, items = probe_pairs(data)
     before = model.predict(users, items)
 
@@ -243,13 +278,13 @@ def test_failed_fit_leaves_the_model_as_it_was(name: str, data: Ratings) -> None
 
     other = Ratings.from_arrays([7, 8, 9], [1, 2, 3], [1.0, 2.0, 3.0], [1, 2, 3], scale=(0.5, 5.0))
     with contextlib.suppress(RuntimeError):  # a model reporting no progress would just finish
-        model.fit(other, callback=fail)
+        fit(model, other, callback=fail)
     if model.users_.ids.tolist() == [7, 8, 9]:
         return  # no callback event: the fit completed, nothing to roll back
     np.testing.assert_array_equal(model.predict(users, items), before)
     fresh = make(name)
     with pytest.raises(RuntimeError):
-        fresh.fit(other, callback=fail)
+        fit(fresh, other, callback=fail)
     assert not fresh.is_fitted
 
 

@@ -8,6 +8,8 @@ from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender
 from movierec.models.bayesian import BayesianMF
+from movierec.models.content import ContentRecommender
+from movierec.models.hybrid import HybridRecommender
 from movierec.models.knn import ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
@@ -27,9 +29,11 @@ MODELS: dict[str, type[Recommender]] = {
         BayesianMF,
         BiasedMFALS,
         BiasedMFSGD,
+        ContentRecommender,
         DotBiasSigmoid,
         EmbeddingMLP,
         EmbeddingRegressor,
+        HybridRecommender,
         ItemKNNBaseline,
         MeanNormalizedMF,
         RatingClassifier,
