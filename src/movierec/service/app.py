@@ -7,6 +7,7 @@ folder stops start-up with the artifact loader's one-line `DataError` before any
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,10 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
         own_store = store is None
         opened = store if store is not None else Store(settings.resolved_database_url())
         app.state.service = ServiceState(settings, loaded, opened)
+        # the model, catalog lookups and search index live as long as the process: keep the
+        # collector from re-scanning them on every full collection (latency spikes under load)
+        gc.collect()
+        gc.freeze()
         log.info("serving %s (%d movies, %d users)", loaded.model.name, len(loaded.model.items_),
                  len(loaded.model.users_))
         try:
