@@ -93,8 +93,8 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def create_app(settings: Settings, *, artifact: Artifact | None = None, store: Store | None = None
-               ) -> FastAPI:
+def create_app(settings: Settings, *, artifact: Artifact | None = None, store: Store | None = None,
+               freeze_gc: bool = False) -> FastAPI:
     """The service as an ASGI app.
 
     Args:
@@ -102,6 +102,8 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
         artifact: an already-loaded model (``serve`` and tests pass one); else the lifespan loads
             ``settings.model_dir``.
         store: an open store to use; else the lifespan opens ``settings.database_url``.
+        freeze_gc: after start-up, exempt everything then alive from garbage-collector scans
+            (`gc.freeze`); for a process that only serves (``serve`` sets it), not for tests.
     """
 
     @asynccontextmanager
@@ -111,10 +113,11 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
         own_store = store is None
         opened = store if store is not None else Store(settings.resolved_database_url())
         app.state.service = ServiceState(settings, loaded, opened)
-        # the model, catalog lookups and search index live as long as the process: keep the
-        # collector from re-scanning them on every full collection (latency spikes under load)
-        gc.collect()
-        gc.freeze()
+        if freeze_gc:
+            # the model, catalog lookups and search index live as long as the process: keep the
+            # collector from re-scanning them on every full collection (latency spikes under load)
+            gc.collect()
+            gc.freeze()
         log.info("serving %s (%d movies, %d users)", loaded.model.name, len(loaded.model.items_),
                  len(loaded.model.users_))
         try:
@@ -144,12 +147,12 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
 
 
 def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-                 artifact: Artifact | None = None, log_level: str = "info", **uvicorn_options: Any
-                 ) -> Any:
+                 artifact: Artifact | None = None, log_level: str = "info", freeze_gc: bool = False,
+                 **uvicorn_options: Any) -> Any:
     """A configured `uvicorn.Server` (not started): ``server.run()`` blocks; tests run it in a thread."""
     import uvicorn
 
-    app = create_app(settings, artifact=artifact)
+    app = create_app(settings, artifact=artifact, freeze_gc=freeze_gc)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="on", **uvicorn_options)
     return uvicorn.Server(config)
@@ -169,7 +172,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
     _one_math_thread()
     artifact = load_model(settings.model_dir)
     Store(settings.resolved_database_url()).close()  # an unusable database fails here, clearly
-    build_server(settings, host=host, port=port, artifact=artifact, log_level=log_level).run()
+    build_server(settings, host=host, port=port, artifact=artifact, log_level=log_level, freeze_gc=True).run()
 
 
 def _one_math_thread() -> None:
