@@ -19,6 +19,7 @@ from movierec.models.neural import (
     MeanNormalizedMF,
     RatingClassifier,
 )
+from movierec.models.vae import MultVAE
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
 
@@ -36,6 +37,7 @@ MODELS: dict[str, type[Recommender]] = {
         HybridRecommender,
         ItemKNNBaseline,
         MeanNormalizedMF,
+        MultVAE,
         RatingClassifier,
         SVDpp,
     ]
