@@ -6,7 +6,8 @@ from `create_app(settings)`; its lifespan loads the model once. Configuration (`
 ``MOVIEREC_DATABASE_URL`` (any SQLAlchemy URL; default SQLite in WAL mode at
 ``$MOVIEREC_DATA/service.sqlite3``) and ``MOVIEREC_ADMIN_TOKEN`` (unset: admin endpoints answer 403).
 
-Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``; every error is JSON ``{"error", "message"}``)::
+Endpoints (schema at ``/openapi.json``; ``/docs`` fetches Swagger UI from its CDN, the web page at
+``/`` needs no network; every error is JSON ``{"error", "message"}``)::
 
     GET    /api/health                               liveness, model name
     GET    /api/model                                dataset, model, params, metrics, trained when
