@@ -201,10 +201,7 @@ class Recommender:
     def _item_similarity(self, item_index: np.ndarray) -> np.ndarray:
         vectors = self._item_vectors()
         if vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float64)
-            norms = np.linalg.norm(vectors, axis=1)
-            unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-            return unit[item_index] @ unit.T
+            return self._unit_vectors(vectors)[item_index] @ self._unit_vectors(vectors).T
         # Co-rating cosine: how often two movies are rated by the same people.
         binary = (self.seen_ != 0).astype(np.float64).tocsc()
         norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
@@ -214,6 +211,19 @@ class Recommender:
     def _contributions(self, item_index: np.ndarray, ratings: np.ndarray, target: np.ndarray
                        ) -> np.ndarray | None:
         return None
+
+    def _unit_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` scaled to unit length (float64), kept while `_item_vectors` returns the same
+        array: normalising every movie on each call cost ~10x the rest of an explained request.
+        Keyed by identity, so a refit or load (which rebinds the learned arrays) recomputes it."""
+        cached = self.__dict__.get("_unit_cache")
+        if cached is not None and cached[0] is vectors:
+            return cached[1]
+        values = np.asarray(vectors, dtype=np.float64)
+        norms = np.linalg.norm(values, axis=1)
+        unit = values / np.where(norms > 0, norms, 1.0)[:, None]
+        self.__dict__["_unit_cache"] = (vectors, unit)
+        return unit
 
     def _cold_start(self) -> np.ndarray:
         if self.predicts_ratings:
@@ -558,7 +568,13 @@ class Recommender:
         (so a loved similar movie explains more than a disliked one)."""
         contributions = self._contributions(rated, ratings, targets)
         if contributions is None:
-            similarity = np.asarray(self._item_similarity(targets), dtype=np.float64)[:, rated]
+            vectors = self._item_vectors() if type(self)._item_similarity is Recommender._item_similarity \
+                else None
+            if vectors is not None:  # only the rated columns: (targets x d) @ (d x rated), not x n_items
+                unit = self._unit_vectors(vectors)
+                similarity = unit[targets] @ unit[rated].T
+            else:
+                similarity = np.asarray(self._item_similarity(targets), dtype=np.float64)[:, rated]
             contributions = similarity * (ratings / self.scale_[1])[None, :]
         return np.asarray(contributions, dtype=np.float64)
 

@@ -1,0 +1,266 @@
+"""The service under load: throughput and p50/p99 latency on loopback, 50 concurrent clients.
+
+    python benchmarks/service.py                     # biased-mf-als on ml-latest-small, 50 clients
+    python benchmarks/service.py --clients 50 --seconds 10 --model biased-mf-als
+
+Trains the model on all of ml-latest-small (mirror: $MOVIEREC_MIRROR), saves it, and starts
+`movierec.service.serve` in its own process (uvicorn, one worker: what `movierec serve` runs). The
+load generator is a second process: asyncio with raw keep-alive HTTP/1.1 connections (a full HTTP
+client library would cost more CPU than the server on a 2-core machine), each client sending its next
+request when the previous answer arrives (closed loop). Scenarios, each after a short warm-up:
+
+- known: ``GET /api/users/{random user}/recommendations?k=10`` (with "because you rated");
+  known-plain: the same with ``explain=false``;
+- fold-in: ``GET /api/profiles/{id}/recommendations?k=10`` for 50 profiles of 20 ratings each
+  (stored in SQLite, folded in live on every request); fold-plain: with ``explain=false``;
+- rate: ``PUT /api/profiles/{id}/ratings/{movie}`` (SQLite writes), then a check that none is lost.
+
+The service caches answers per model (an answer depends only on the model and the request), so with
+610 users and 50 fixed profiles the cached runs measure the warm path; ``--no-cache`` measures every
+request computed (model scoring, explanations, SQLite reads).
+
+Targets (issue 5): known-user p99 < 50 ms and fold-in p99 < 100 ms at 50 clients on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN = "benchmark-admin-token"
+
+
+# -- the server process -----------------------------------------------------------------------------
+def _serve(model_dir: str, port: int, database: str, cache_size: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from movierec.service import serve
+
+    serve(model_dir, port=port, database_url=f"sqlite:///{database}", admin_token=ADMIN,
+          log_level="warning", cache_size=cache_size)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _train(model_name: str, folder: Path) -> dict:
+    from movierec.artifacts import save_model
+    from movierec.data.download import load_dataset
+    from movierec.models.registry import create_model
+
+    dataset = load_dataset("ml-latest-small", mirror=os.environ.get("MOVIEREC_MIRROR"))
+    start = time.perf_counter()
+    model = create_model(model_name).fit(dataset.ratings, catalog=dataset.catalog)
+    seconds = time.perf_counter() - start
+    save_model(model, folder, catalog=dataset.catalog, data={"dataset": "ml-latest-small", "split": "none"})
+    return {"users": [int(u) for u in model.users_.ids], "movies": [int(m) for m in model.items_.ids],
+            "fit_seconds": seconds, "ratings": len(dataset.ratings)}
+
+
+# -- a minimal HTTP/1.1 client ----------------------------------------------------------------------
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                      body: bytes = b"") -> tuple[int, bytes]:
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method in ("PUT", "POST"):
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await self.reader.readexactly(length) if length else b""
+        return status, payload
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _load(port: int, clients: int, seconds: float, make_request, warmup: float = 1.0) -> dict:
+    """Closed loop: each client sends, waits for the answer, sends the next. Latencies after warm-up."""
+    connections = [await Connection.open(port) for _ in range(clients)]
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop = measure_from + seconds
+
+    async def client(connection: Connection, rng: random.Random) -> None:
+        nonlocal errors
+        while True:
+            method, path, headers, body, answered = make_request(rng)
+            sent = time.perf_counter()
+            if sent >= stop:
+                return
+            status, _ = await connection.request(method, path, headers, body)
+            done = time.perf_counter()
+            if status < 400 and answered is not None:
+                answered()
+            if sent >= measure_from:
+                latencies.append(done - sent)
+                errors += status >= 400
+
+    await asyncio.gather(*(client(c, random.Random(i)) for i, c in enumerate(connections)))
+    for connection in connections:
+        connection.close()
+    values = np.array(latencies) * 1000
+    return {"requests": len(values), "errors": errors, "throughput": len(values) / seconds,
+            "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
+            "max_ms": float(values.max())}
+
+
+async def _scenarios(port: int, info: dict, clients: int, seconds: float) -> dict:
+    setup = await Connection.open(port)
+    rng = random.Random(0)
+    profiles = []
+    for _ in range(50):
+        _, body = await setup.request("POST", "/api/profiles", body=b"{}")
+        made = json.loads(body)
+        auth = {"Authorization": f"Bearer {made['token']}"}
+        for movie in rng.sample(info["movies"][:2000], 20):
+            rating = json.dumps({"rating": rng.choice([1, 2, 3, 3.5, 4, 4, 4.5, 5])}).encode()
+            await setup.request("PUT", f"/api/profiles/{made['id']}/ratings/{movie}", auth, rating)
+        profiles.append((made["id"], auth))
+    setup.close()
+    users = info["users"]
+
+    def known(r: random.Random):  # type: ignore[no-untyped-def]
+        return "GET", f"/api/users/{r.choice(users)}/recommendations?k=10", None, b"", None
+
+    def known_plain(r: random.Random):  # type: ignore[no-untyped-def]
+        return "GET", f"/api/users/{r.choice(users)}/recommendations?k=10&explain=false", None, b"", None
+
+    def fold_in(r: random.Random):  # type: ignore[no-untyped-def]
+        profile, auth = r.choice(profiles)
+        return "GET", f"/api/profiles/{profile}/recommendations?k=10", auth, b"", None
+
+    def fold_in_plain(r: random.Random):  # type: ignore[no-untyped-def]
+        profile, auth = r.choice(profiles)
+        return "GET", f"/api/profiles/{profile}/recommendations?k=10&explain=false", auth, b"", None
+
+    written: dict[tuple[str, int], float] = {}
+
+    def rate(r: random.Random):  # type: ignore[no-untyped-def]
+        profile, auth = r.choice(profiles)
+        movie = r.choice(info["movies"])
+        value = r.choice([0.5, 1.0, 2.5, 3.0, 4.0, 5.0])
+        body = json.dumps({"rating": value}).encode()
+
+        def answered() -> None:  # stored once the server says so
+            written[(profile, movie)] = value
+
+        return "PUT", f"/api/profiles/{profile}/ratings/{movie}", auth, body, answered
+
+    results = {
+        "known": await _load(port, clients, seconds, known),
+        "known-plain": await _load(port, clients, seconds, known_plain),
+        "fold-in": await _load(port, clients, seconds, fold_in),
+        "fold-plain": await _load(port, clients, seconds, fold_in_plain),
+        "rate": await _load(port, clients, seconds, rate),
+    }
+    # every write that was answered is in the store (pairs written by two clients: either value)
+    check = await Connection.open(port)
+    lost = 0
+    for profile, auth in profiles:
+        _, body = await check.request("GET", f"/api/profiles/{profile}", auth)
+        stored = {r["movie"]["item"]: r["rating"] for r in json.loads(body)["ratings"]}
+        lost += sum(1 for (p, movie) in written if p == profile and movie not in stored)
+    check.close()
+    results["rate"]["lost"] = lost
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", default="biased-mf-als")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--model-dir", type=Path, help="serve this artifact instead of training one "
+                        "(its movies and users are read from it)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="serve with the answer cache off (every request computed)")
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)  # child: model_dir port database cache
+    args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve[0], int(args.serve[1]), args.serve[2], int(args.serve[3]))
+        return
+
+    with tempfile.TemporaryDirectory() as temp:
+        if args.model_dir is not None:
+            from movierec.artifacts import load_model
+
+            folder = args.model_dir
+            model = load_model(folder).model
+            info = {"users": model.users_.ids.tolist(), "movies": model.items_.ids.tolist()}
+            print(f"{model.name} from {folder}; {len(info['users'])} users, {len(info['movies'])} movies")
+        else:
+            folder = Path(temp) / "model"
+            info = _train(args.model, folder)
+            print(f"{args.model} on ml-latest-small ({info['ratings']:,} ratings) fitted in "
+                  f"{info['fit_seconds']:.1f} s; {len(info['users'])} users, {len(info['movies'])} movies")
+        port = _free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(folder), str(port),
+                                   str(Path(temp) / "store.sqlite3"), "0" if args.no_cache else "10000"],
+                                  env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("the server did not start") from None
+                    time.sleep(0.2)
+            results = asyncio.run(_scenarios(port, info, args.clients, args.seconds))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    cache = "answer cache off" if args.no_cache else "answer cache on (warm after the warm-up second)"
+    print(f"\n{args.clients} concurrent clients on loopback, {args.seconds:g} s each, "
+          f"{os.cpu_count()} cores, {cache}")
+    print(f"{'scenario':<12} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'errors':>7}")
+    for name, row in results.items():
+        print(f"{name:<12} {row['requests']:>9,} {row['throughput']:>8.0f} {row['p50_ms']:>8.1f} "
+              f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['errors']:>7}")
+    print(f"ratings lost under concurrent writes: {results['rate']['lost']}")
+    targets = [("known-user p99 < 50 ms", results["known"]["p99_ms"] < 50),
+               ("fold-in p99 < 100 ms", results["fold-in"]["p99_ms"] < 100),
+               ("zero lost ratings", results["rate"]["lost"] == 0)]
+    for label, ok in targets:
+        print(f"  {'met' if ok else 'MISSED':<6} {label}")
+
+
+if __name__ == "__main__":
+    main()

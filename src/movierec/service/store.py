@@ -1,0 +1,195 @@
+"""The profile store: people who are not in the training data, their secret tokens and ratings.
+
+SQLAlchemy Core over SQLite (WAL journal, so readers never wait for the writer) by default; any
+SQLAlchemy URL works (PostgreSQL). Tokens are random 256-bit secrets: only their SHA-256 is stored
+(a slow password hash buys nothing for a secret with that much entropy), compared in constant time.
+
+Every write is one short transaction of one statement, so concurrent writers queue on the database's
+write lock (SQLite: up to ``busy_timeout``) instead of failing: no rating is ever lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from movierec.errors import ConfigError
+
+__all__ = ["Profile", "Store"]
+
+_metadata = sa.MetaData()
+
+profiles = sa.Table(
+    "profiles",
+    _metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+ratings = sa.Table(
+    "ratings",
+    _metadata,
+    sa.Column("profile_id", sa.String(32), sa.ForeignKey("profiles.id", ondelete="CASCADE"),
+              primary_key=True),
+    # movie ids are text so a model with string ids is served too; the service converts back
+    sa.Column("movie_id", sa.String(64), primary_key=True),
+    sa.Column("rating", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    name: str | None
+    created: float
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """Profiles and their ratings in a SQL database.
+
+    Args:
+        url: a SQLAlchemy URL; for a SQLite file its folder is created.
+        busy_timeout: seconds a SQLite writer waits for the write lock before giving up.
+
+    Raises:
+        ConfigError: an unusable URL.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"database URL must be a SQLAlchemy URL, got {url!r} ({exc})") from None
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
+            if database in ("", ":memory:"):
+                # one shared connection, or every pooled connection would see its own empty database
+                kwargs["poolclass"] = sa.pool.StaticPool
+        try:
+            self.engine: Engine = sa.create_engine(parsed, **kwargs)
+        except Exception as exc:  # a missing driver, a bad option
+            raise ConfigError(f"cannot open database {parsed.render_as_string(hide_password=True)}: "
+                              f"{exc}") from None
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        _metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- profiles --------------------------------------------------------------------------------
+    def create_profile(self, name: str | None = None) -> tuple[Profile, str]:
+        """A new profile and its secret token (returned once, never stored in the clear)."""
+        token = secrets.token_urlsafe(32)
+        profile = Profile(id=secrets.token_urlsafe(12), name=name, created=time.time())
+        with self.engine.begin() as conn:
+            conn.execute(profiles.insert().values(id=profile.id, token_sha256=_digest(token),
+                                                  name=name, created=profile.created))
+        return profile, token
+
+    def authenticate(self, profile_id: str, token: str | None) -> Profile | None:
+        """The profile if ``token`` is its token; None for an unknown profile or a wrong token
+        (indistinguishable, so nobody can probe which profile ids exist)."""
+        if not token:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(profiles).where(profiles.c.id == profile_id)).first()
+        # compare against a dummy digest when the profile is missing: same work either way
+        expected = row.token_sha256 if row is not None else "0" * 64
+        if not hmac.compare_digest(expected, _digest(token)) or row is None:
+            return None
+        return Profile(id=row.id, name=row.name, created=row.created)
+
+    def delete_profile(self, profile_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(ratings.delete().where(ratings.c.profile_id == profile_id))
+            conn.execute(profiles.delete().where(profiles.c.id == profile_id))
+
+    def count_profiles(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(profiles)).scalar_one())
+
+    # -- ratings ---------------------------------------------------------------------------------
+    def set_rating(self, profile_id: str, movie_id: str, rating: float) -> float:
+        """Add or change one rating (an upsert); returns the time stored."""
+        now = time.time()
+        values = {"profile_id": profile_id, "movie_id": str(movie_id), "rating": float(rating),
+                  "updated": now}
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as conn:
+            if dialect in ("sqlite", "postgresql"):
+                module = sqlite if dialect == "sqlite" else postgresql
+                statement = module.insert(ratings).values(**values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[ratings.c.profile_id, ratings.c.movie_id],
+                    set_={"rating": statement.excluded.rating, "updated": statement.excluded.updated},
+                )
+                conn.execute(statement)
+            else:  # portable fallback: update, insert if nothing was there
+                done = conn.execute(
+                    ratings.update()
+                    .where((ratings.c.profile_id == profile_id) & (ratings.c.movie_id == str(movie_id)))
+                    .values(rating=float(rating), updated=now)
+                ).rowcount
+                if not done:
+                    conn.execute(ratings.insert().values(**values))
+        return now
+
+    def delete_rating(self, profile_id: str, movie_id: str) -> bool:
+        """Remove one rating; False if there was none."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                ratings.delete().where(
+                    (ratings.c.profile_id == profile_id) & (ratings.c.movie_id == str(movie_id))
+                )
+            )
+        return bool(result.rowcount)
+
+    def ratings(self, profile_id: str) -> list[tuple[str, float, float]]:
+        """A profile's ratings as (movie id text, rating, updated), oldest change first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ratings.c.movie_id, ratings.c.rating, ratings.c.updated)
+                .where(ratings.c.profile_id == profile_id)
+                .order_by(ratings.c.updated, ratings.c.movie_id)
+            ).all()
+        return [(r.movie_id, float(r.rating), float(r.updated)) for r in rows]
+
+    def count_ratings(self, profile_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(ratings).where(ratings.c.profile_id == profile_id)
+            ).scalar_one())
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL survives in the file; on an in-memory database it is silently "memory"
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes under WAL
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()

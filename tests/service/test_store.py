@@ -1,0 +1,96 @@
+"""The profile store: concurrent writers lose nothing, everything survives a restart, tokens work."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from movierec.errors import ConfigError
+from movierec.service import Settings, create_app
+from movierec.service.store import Store
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profiles = [store.create_profile()[0].id for _ in range(8)]
+    start = threading.Barrier(16)
+
+    def write(worker: int) -> None:
+        start.wait()  # all threads hit the database at once
+        for n in range(40):
+            profile = profiles[(worker + n) % len(profiles)]
+            store.set_rating(profile, str(worker * 1000 + n), (n % 10) / 2 + 0.5)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(write, range(16)))
+    expected: dict[str, dict[str, float]] = {p: {} for p in profiles}
+    for worker in range(16):
+        for n in range(40):
+            expected[profiles[(worker + n) % len(profiles)]][str(worker * 1000 + n)] = (n % 10) / 2 + 0.5
+    for profile in profiles:
+        assert {movie: rating for movie, rating, _ in store.ratings(profile)} == expected[profile]
+    assert sum(store.count_ratings(p) for p in profiles) == 16 * 40
+    store.close()
+
+
+def test_concurrent_updates_of_one_rating_keep_one_row(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profile = store.create_profile()[0].id
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: store.set_rating(profile, "42", 1.0 + (n % 4)), range(200)))
+    rows = store.ratings(profile)
+    assert len(rows) == 1 and rows[0][1] in {1.0, 2.0, 3.0, 4.0}
+
+
+def test_wal_journal(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_tokens(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profile, token = store.create_profile("bo")
+    _other, other_token = store.create_profile()
+    assert store.authenticate(profile.id, token) == profile
+    assert store.authenticate(profile.id, other_token) is None
+    assert store.authenticate(profile.id, None) is None
+    assert store.authenticate("nobody", token) is None
+    assert len(token) >= 40 and token != other_token
+
+
+def test_bad_url() -> None:
+    with pytest.raises(ConfigError, match="SQLAlchemy URL"):
+        Store("not a url")
+
+
+def test_api_writes_under_concurrency_and_a_restart_sees_them(settings: Settings) -> None:
+    """Many clients rate at once through the API; a new app on the same file sees every rating."""
+    with TestClient(create_app(settings)) as client:
+        made = [client.post("/api/profiles").json() for _ in range(5)]
+        auth = [{"Authorization": f"Bearer {p['token']}"} for p in made]
+
+        def rate(n: int) -> int:
+            who = n % 5
+            movie = 1 + n // 5
+            return client.put(f"/api/profiles/{made[who]['id']}/ratings/{movie}",
+                              json={"rating": 0.5 + (n % 10) / 2}, headers=auth[who]).status_code
+
+        with ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(rate, range(300)))
+        assert statuses == [200] * 300
+        before = [client.get(f"/api/profiles/{p['id']}/recommendations", headers=a).json()
+                  for p, a in zip(made, auth, strict=True)]
+
+    with TestClient(create_app(settings)) as client:  # a restart: new app, new engine, same file
+        for who, (profile, headers) in enumerate(zip(made, auth, strict=True)):
+            body = client.get(f"/api/profiles/{profile['id']}", headers=headers).json()
+            ratings = {r["movie"]["item"]: r["rating"] for r in body["ratings"]}
+            assert ratings == {1 + n // 5: 0.5 + (n % 10) / 2 for n in range(who, 300, 5)}
+            again = client.get(f"/api/profiles/{profile['id']}/recommendations", headers=headers).json()
+            assert again == before[who]
