@@ -705,3 +705,8 @@ def test_tune_reports_the_best_setting_on_the_test_part(cache: Path, mirror: Pat
     assert 0.8 < payload["test_metrics"]["rmse"] < 1.1
     assert_bad_input(run("tune", "ml-100k", "--model", "bias", "--metric", "bogus", "--data-dir", cache,
                          "--mirror", mirror), "bogus")
+
+
+def test_serve_refuses_a_missing_model_folder(tmp_path: Path) -> None:
+    assert_bad_input(run("serve", "--model-dir", tmp_path / "nothing"), "nothing")
+    assert "--admin-token" in ok("serve", "--help").stdout

@@ -939,6 +939,29 @@ def map_command(
     out.print(f"map of {len(keep):,} movies: {plot}")
 
 
+# -- serve ---------------------------------------------------------------------------------------
+@app.command("serve")
+@_handle_errors
+def serve_command(
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8000,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="SQLAlchemy URL of the profile store (default: $MOVIEREC_DATABASE_URL, "
+        "else SQLite in the data folder).")] = None,
+    admin_token: Annotated[str | None, typer.Option(
+        "--admin-token", help="Token for /api/admin/* (default: $MOVIEREC_ADMIN_TOKEN; unset: admin "
+        "endpoints refuse).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the model over HTTP: the JSON API under /api (schema at /openapi.json) and the web page at
+    /, with new people's profiles and ratings kept in a database."""
+    from movierec.service import serve
+
+    serve(model_dir, host, port, database_url=database_url, admin_token=admin_token,
+          log_level="warning" if as_json else "info")
+
+
 # Typer's usage errors are click's, or since typer 0.2x its own vendored copy; reach the class
 # through the public `typer.BadParameter` so both work.
 _UsageError: type[Exception] = next(
