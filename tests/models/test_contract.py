@@ -51,6 +51,8 @@ FAST: dict[str, dict[str, Any]] = {
     "bpr": {"factors": 8, "epochs": 20, "batch_size": 64, "learning_rate": 0.1, "min_rating": 3.0},
     # tags are off by default; on, so that min_tag_movies has something to act on
     "content": {"tag_weight": 1.0},
+    # its collaborative part (ials) sees the checkerboard's tastes only through a rating threshold
+    "hybrid": {"min_rating": 3.0},
     # 40 users: small batches give enough updates; the KL weight reaches beta within the run
     # checkerboard users rate 60% of all movies at random: only liked ratings (min_rating) carry tastes
     "mult-vae": {"hidden": "64", "latent": 16, "epochs": 15, "batch_size": 8, "anneal_steps": 40,
@@ -76,7 +78,7 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "bpr": {"min_rating": 0.0, "weighting": "rating"},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
     "content": {"weighting": "deviation", "min_rating": 3.0},
-    "hybrid": {"collaborative": "biased-mf-als", "weighting": "deviation", "min_rating": 3.0},
+    "hybrid": {"collaborative": "biased-mf-als", "weighting": "deviation", "min_rating": 0.0},
     # dropout 0.5 * 3 is no fraction; min_rating 4.8 drops the 4.5s
     "mult-vae": {"hidden": "32", "dropout": 0.2, "min_rating": 4.8, "weighting": "rating"},
 }
