@@ -45,6 +45,10 @@ FAST: dict[str, dict[str, Any]] = {
     # the high ratings only; 30 movies: a strong penalty would drown their co-occurrences
     "ease": {"reg": 10.0, "min_rating": 3.0},
     "item-knn": {"neighbors": 10, "min_rating": 3.0},
+    # checkerboard users watch movies of both groups alike, so the tastes live in the ratings only:
+    # ranking models see them through a threshold
+    "ials": {"factors": 8, "epochs": 5, "cg_steps": 1, "min_rating": 3.0},  # 3 steps converge here
+    "bpr": {"factors": 8, "epochs": 20, "batch_size": 64, "learning_rate": 0.1, "min_rating": 3.0},
     # tags are off by default; on, so that min_tag_movies has something to act on
     "content": {"tag_weight": 1.0},
     # 40 users: small batches give enough updates; the KL weight reaches beta within the run
@@ -68,6 +72,8 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     # checkerboard ratings are 1000 s apart: a gap wider than that makes each user's history a session
     "ease": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0, "dropout": 0.2},
     "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "cosine", "bm25_b": 0.9},
+    "ials": {"min_rating": 0.0, "weighting": "rating"},
+    "bpr": {"min_rating": 0.0, "weighting": "rating"},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
     "content": {"weighting": "deviation", "min_rating": 3.0},
     "hybrid": {"collaborative": "biased-mf-als", "weighting": "deviation", "min_rating": 3.0},

@@ -11,6 +11,7 @@ from movierec.models.bayesian import BayesianMF
 from movierec.models.content import ContentRecommender
 from movierec.models.ease import EASE
 from movierec.models.hybrid import HybridRecommender
+from movierec.models.implicit import BPR, ImplicitALS
 from movierec.models.knn import ItemKNN, ItemKNNBaseline
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
@@ -29,6 +30,7 @@ MODELS: dict[str, type[Recommender]] = {
     for cls in [
         BiasRecommender,
         BayesianMF,
+        BPR,
         BiasedMFALS,
         BiasedMFSGD,
         ContentRecommender,
@@ -37,6 +39,7 @@ MODELS: dict[str, type[Recommender]] = {
         EmbeddingMLP,
         EmbeddingRegressor,
         HybridRecommender,
+        ImplicitALS,
         ItemKNN,
         ItemKNNBaseline,
         MeanNormalizedMF,

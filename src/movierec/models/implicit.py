@@ -1,0 +1,588 @@
+"""Matrix factorisation for implicit feedback: iALS (Hu, Koren & Volinsky 2008) and BPR (Rendle et al. 2009).
+
+Both read the training ratings as interactions through `interaction_matrix` (``min_rating``,
+``weighting``: see `movierec.models.interactions`), with value v_ui > 0 for an interaction and nothing
+stored elsewhere. Scores are ranking scores, not ratings (``predicts_ratings = False``).
+
+iALS notation, indices inside: x_u (user) and y_i (item) vectors of ``factors`` numbers, preference
+p_ui = 1 for an interaction and 0 elsewhere, confidence c_ui = 1 + alpha * v_ui (1 elsewhere). ALS
+minimises sum_{u,i} c_ui (p_ui - x_u·y_i)^2 + reg (sum_u |x_u|^2 + sum_i |y_i|^2) over ALL pairs; with
+the items fixed, user u's exact minimiser is
+
+    x_u = (Y^T C^u Y + reg I)^-1 Y^T C^u p(u),   Y^T C^u Y = Y^T Y + Y^T (C^u - I) Y,
+
+where only u's interactions enter the second term, so it costs O(n_u f^2) to form (and O(f^3) to solve)
+instead of O(n_items f^2). `ials_solve_reference` is that formula, one user at a time. The trainer does
+not form the f x f systems: `ials_cg_solve` runs ``cg_steps`` conjugate-gradient steps for all rows at
+once, warm-started from the previous epoch, and each step's matrix-vector product
+
+    A_u p_u = (Y^T Y + reg I) p_u + sum_{i in I(u)} (c_ui - 1) (y_i·p_u) y_i
+
+is one dense (n_users, f) x (f, f) product plus a sampled dense-dense product (the dots y_i·p_u at the
+nonzeros only) and a sparse x dense product: O(nnz f + n_users f^2) per step, no loop over users.
+
+Fallback for pairs unknown to training: a pair with an unknown user or item scores 0 (no evidence; for
+iALS that is what zero vectors give).
+Fold-in of a new user is the exact solve above with the item factors frozen (milliseconds); a user whose
+ratings are all below ``min_rating`` (or who has none) gets the cold-start scores: popularity, the
+number of training users who rated each item (the base class's default).
+
+BPR: score_ui = b_i + x_u·y_i, trained by minibatch stochastic gradient ascent on
+sum w_ui ln sigmoid(score_ui - score_uj) - reg/2 (|x_u|^2 + |y_i|^2 + |y_j|^2 + b_i^2 + b_j^2) over
+triples of an interaction (u, i) and an item j drawn uniformly from the items u has no interaction
+with; see `BPR`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from movierec.data.dataset import Ratings
+from movierec.errors import ConfigError
+from movierec.models.base import Callback, Recommender, check_int, check_number
+from movierec.models.interactions import check_interaction_params, interaction_matrix, interaction_weights
+from movierec.models.train import resolve_device
+
+__all__ = ["BPR", "ImplicitALS", "ials_cg_solve", "ials_solve_reference"]
+
+
+# -- the iALS row solves -------------------------------------------------------------------------
+
+
+def ials_solve_reference(confidence: sp.csr_matrix, other: np.ndarray, reg: float) -> np.ndarray:
+    """Exact iALS solve of every row, one row at a time (float64): the readable reference.
+
+    Args:
+        confidence: rows x cols CSR whose stored entries are the interactions, holding c - 1 =
+            alpha * v (every stored entry has preference 1).
+        other: (n_cols, f) the fixed other side's factors.
+        reg: L2 penalty.
+
+    Returns:
+        (n_rows, f) x_r = (Y^T Y + reg I + Y_r^T diag(c_r - 1) Y_r)^-1 Y_r^T c_r.
+    """
+    other = np.asarray(other, dtype=np.float64)
+    f = other.shape[1]
+    gram = other.T @ other + reg * np.eye(f)
+    out = np.zeros((confidence.shape[0], f))
+    for row in range(confidence.shape[0]):
+        start, stop = confidence.indptr[row], confidence.indptr[row + 1]
+        cols = confidence.indices[start:stop]
+        extra = confidence.data[start:stop].astype(np.float64)
+        y = other[cols]
+        out[row] = np.linalg.solve(gram + (y.T * extra) @ y, y.T @ (1.0 + extra))
+    return out
+
+
+class _Pattern:
+    """One side's interactions as torch CSR pieces (rows x cols, sorted indices, int32 indices):
+    the (c - 1) values, and reusable buffers for the sampled products."""
+
+    def __init__(self, matrix: sp.csr_matrix, device: torch.device) -> None:
+        matrix = matrix.tocsr()
+        matrix.sort_indices()
+        self.shape = matrix.shape
+        index = np.int32 if matrix.nnz < 2**31 else np.int64
+        self.crow = torch.as_tensor(matrix.indptr.astype(index), device=device)
+        self.col = torch.as_tensor(matrix.indices.astype(index), device=device)
+        self.extra = torch.as_tensor(matrix.data.astype(np.float32), device=device)  # c - 1
+        with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta"
+            warnings.simplefilter("ignore", UserWarning)
+            self._pattern = self.csr(torch.zeros_like(self.extra))
+        self._dots = self.csr(torch.zeros_like(self.extra))
+        self._workspace: list[torch.Tensor] = []
+
+    def workspace(self, like: torch.Tensor) -> list[torch.Tensor]:
+        """Four scratch arrays shaped like ``like`` (rows x f), allocated on first use."""
+        if not self._workspace or self._workspace[0].shape != like.shape \
+                or self._workspace[0].dtype != like.dtype:
+            self._workspace = [torch.empty_like(like) for _ in range(4)]
+        return self._workspace
+
+    def csr(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape,
+                                       check_invariants=False)
+
+    def dots(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """(nnz,) x_r·y_c at the stored entries only (a sampled dense-dense product), in a buffer
+        that the next call overwrites."""
+        torch.sparse.sampled_addmm(self._pattern, x, other.T, beta=0.0, out=self._dots)
+        return self._dots.values()
+
+
+def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: float, steps: int
+                  ) -> torch.Tensor:
+    """``steps`` conjugate-gradient steps towards every row's iALS solution at once, in place.
+
+    Args:
+        pattern: the rows' interactions (c - 1 values), see `_Pattern`.
+        other: (n_cols, f) the fixed other side's factors.
+        x: (n_rows, f) the starting point (the previous epoch's factors: a warm start), overwritten
+            with the result.
+        reg: L2 penalty. steps: CG steps (>= 1).
+
+    Returns:
+        ``x``: with ``steps`` >= f, the exact solution of `ials_solve_reference` up to rounding.
+
+    Every (n_rows, f) array is updated in place, in scratch space the pattern keeps from one call to
+    the next: on a CPU, fresh large arrays cost page faults on first touch, as much as the arithmetic.
+    """
+    gram = other.T @ other
+    gram.diagonal().add_(float(reg))
+    extra = pattern.extra
+    r, p, ap, scratch = pattern.workspace(x)
+    # r = b - A x with b_u = sum_i c_ui y_i: one sampled product and one sparse product together
+    weights = (1.0 + extra).sub_(extra * pattern.dots(x, other))
+    torch.mm(x, gram, out=r)
+    r.addmm_(pattern.csr(weights), other, beta=-1.0)
+    p.copy_(r)
+
+    def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # vecdot would allocate a temporary
+        return torch.mul(a, b, out=scratch).sum(1)
+
+    rs = rowdot(r, r)
+    tiny = torch.finfo(x.dtype).tiny
+    for _ in range(int(steps)):
+        weights = pattern.dots(p, other).mul_(extra)
+        torch.mm(p, gram, out=ap)
+        ap.addmm_(pattern.csr(weights), other)
+        pap = rowdot(p, ap)
+        # a converged row (r = 0) has p = 0: leave it where it is instead of dividing 0 by 0
+        alpha = torch.where(pap > tiny, rs / pap.clamp_min(tiny), 0.0)[:, None]
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1.0)
+        rs_new = rowdot(r, r)
+        beta = torch.where(rs > tiny, rs_new / rs.clamp_min(tiny), 0.0)[:, None]
+        torch.addcmul(r, beta, p, out=p)  # p = r + beta p in one pass (elementwise: aliasing is safe)
+        rs = rs_new
+    return x
+
+
+# -- shared pieces of the two models -------------------------------------------------------------
+
+
+class _ImplicitFactors(Recommender):
+    """State and inference shared by the implicit-feedback factor models.
+
+    Fitted attributes:
+        user_factors_ (n_users, factors), item_factors_ (n_items, factors): x_u, y_i (float32).
+        item_bias_ (n_items,): b_i (float32; zero for iALS).
+        history_: one dict per epoch (``epoch``, ``seconds``, the model's training figures).
+    """
+
+    predicts_ratings = False
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    item_bias_: np.ndarray
+    history_: list[dict[str, float]]
+
+    min_rating: float
+    weighting: str
+
+    def _interactions(self, train: Ratings) -> sp.csr_matrix:
+        return interaction_matrix(self.seen_, self.min_rating, self.weighting)
+
+    def _fold_in_values(self, item_index: np.ndarray, ratings: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """A new user's interactions as the training matrix would hold them: (item indices, values),
+        ratings below ``min_rating`` dropped; ``"centered"`` uses the mean of all the given ratings, as
+        `interaction_matrix` uses the mean of all a training user's ratings."""
+        ratings = np.asarray(ratings, dtype=np.float64)
+        item_index = np.asarray(item_index, dtype=np.int64)
+        values = interaction_weights(ratings, self.weighting,
+                                     ratings.mean() if len(ratings) else None).astype(np.float64)
+        keep = ratings >= self.min_rating
+        return item_index[keep], values[keep]
+
+    def _items64(self) -> tuple[np.ndarray, np.ndarray]:
+        """Item factors and biases in float64, cached. Scores are computed in float64 because they
+        sit near 0 (no rating offset to hide rounding): a float32 matrix product of a batch and of a
+        single user would round differently in the 7th digit."""
+        cached = getattr(self, "_items64_cache", None)
+        if cached is None or cached[0] is not self.item_factors_ or cached[1] is not self.item_bias_:
+            cached = (self.item_factors_, self.item_bias_, self.item_factors_.astype(np.float64),
+                      self.item_bias_.astype(np.float64))
+            self._items64_cache = cached
+        return cached[2], cached[3]
+
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        known = (user_index >= 0) & (item_index >= 0)
+        u, i = np.maximum(user_index, 0), np.maximum(item_index, 0)
+        items, bias = self._items64()
+        dots = np.einsum("nk,nk->n", self.user_factors_[u].astype(np.float64), items[i]) + bias[i]
+        return np.where(known, dots, 0.0)
+
+    def _score_users(self, user_index: np.ndarray) -> np.ndarray:
+        items, bias = self._items64()
+        return self.user_factors_[user_index].astype(np.float64) @ items.T + bias[None, :]
+
+    def _scores_for(self, vector: np.ndarray) -> np.ndarray:
+        items, bias = self._items64()
+        return items @ vector.astype(np.float64) + bias
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
+                "item_bias": self.item_bias_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
+        self.item_bias_ = arrays["item_bias"]
+        self.history_ = []
+
+
+def _epoch_record(history: list[dict[str, float]], record: dict[str, float], callback: Callback | None
+                  ) -> None:
+    history.append(record)
+    if callback is not None:
+        callback("epoch", dict(record))
+
+
+# -- iALS ----------------------------------------------------------------------------------------
+
+
+class ImplicitALS(_ImplicitFactors):
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) with batched conjugate-gradient solves.
+
+    Each epoch solves every item given the users, then every user given the items (see the module
+    docstring), each by ``cg_steps`` conjugate-gradient steps vectorised over all rows and warm-started
+    from the previous epoch (Takacs et al. 2011; as the ``implicit`` package does per row). Cost per
+    epoch: 2 (cg_steps + 1) (sampled + sparse products, each O(nnz f), plus an (n, f) x (f, f) one).
+
+    Explanations follow Hu et al. 2008, section 5: with W^u = (Y^T C^u Y + reg I)^-1, the score is
+    y_i·x_u = sum_j (y_i^T W^u y_j) c_uj over u's interactions j, so `_contributions` returns
+    (y_i^T W^u y_j) c_uj, which sums to the fold-in score.
+
+    Defaults were chosen by NDCG@10 on a validation carve-out of ml100k-strat75's training part
+    (``user_ratio_split(train, 0.8, 0)``; 40 settings): accuracy runs along a ridge reg ~ 15 alpha^0.6
+    (reg 30 / alpha 2, 45 / 4, 60 / 8, 90 / 16: validation NDCG 0.241-0.243, against 0.183 for
+    reg 0.05 at alpha 1, the ``implicit`` package's setting); 60 / 8 was the best. A strong penalty is
+    what matters: it keeps the factors of rarely seen items small. Factors 32-128, 10-25 epochs, 3-8 CG
+    steps and the weightings all moved it by less than 0.002.
+
+    Args:
+        factors: length of x_u and y_i.
+        reg: L2 penalty on every factor (> 0).
+        alpha: confidence slope, c = 1 + alpha * value (>= 0).
+        epochs: alternations (each: all items, then all users).
+        cg_steps: conjugate-gradient steps per row and half-epoch.
+        min_rating, weighting: what counts as an interaction and its value (see `interaction_matrix`).
+        random_state: seed of the initial factors (normal, std 0.01).
+        device: where training runs ("auto": CUDA when present, else CPU); results do not depend on it
+            beyond rounding.
+    """
+
+    name = "ials"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        reg: float = 60.0,
+        alpha: float = 8.0,
+        epochs: int = 15,
+        cg_steps: int = 3,
+        min_rating: float = 0.0,
+        weighting: str = "binary",
+        random_state: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.factors = factors
+        self.reg = reg
+        self.alpha = alpha
+        self.epochs = epochs
+        self.cg_steps = cg_steps
+        self.min_rating = min_rating
+        self.weighting = weighting
+        self.random_state = random_state
+        self.device = device
+
+    def _check_params(self) -> None:
+        check_int("factors", self.factors, 1)
+        check_number("reg", self.reg, strict=True)
+        check_number("alpha", self.alpha)
+        check_int("epochs", self.epochs, 1)
+        check_int("cg_steps", self.cg_steps, 1)
+        check_interaction_params(self.min_rating, self.weighting)
+        check_int("random_state", self.random_state, 0)
+        resolve_device(self.device)
+
+    def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
+        device = resolve_device(self.device)
+        confidence = self._interactions(train)
+        confidence.data *= np.float32(self.alpha)  # c - 1 at every interaction
+        by_user = _Pattern(confidence, device)
+        by_item = _Pattern(confidence.T.tocsr(), device)
+        generator = torch.Generator().manual_seed(int(self.random_state))
+        n_users, n_items = confidence.shape
+        k, reg, steps = int(self.factors), float(self.reg), int(self.cg_steps)
+        users = (torch.randn(n_users, k, generator=generator) * 0.01).to(device)
+        items = (torch.randn(n_items, k, generator=generator) * 0.01).to(device)
+        history: list[dict[str, float]] = []
+        for epoch in range(1, int(self.epochs) + 1):
+            start = time.perf_counter()
+            ials_cg_solve(by_item, users, items, reg, steps)
+            ials_cg_solve(by_user, items, users, reg, steps)
+            _epoch_record(history, {"epoch": epoch, "epochs": self.epochs,
+                                    "seconds": time.perf_counter() - start}, callback)
+        self.user_factors_ = users.cpu().numpy()
+        self.item_factors_ = items.cpu().numpy()
+        self.item_bias_ = np.zeros(n_items, dtype=np.float32)
+        self.history_ = history
+
+    def _user_system(self, item_index: np.ndarray, values: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Y^T C^u Y + reg I (f, f), Y_u (n, f), c_u (n,)) for a user with interactions ``values`` at
+        ``item_index``, in float64: O(n f^2) on top of the cached Y^T Y."""
+        y = self.item_factors_[item_index].astype(np.float64)
+        extra = float(self.alpha) * values
+        return self._gram() + (y.T * extra) @ y, y, 1.0 + extra
+
+    def _gram(self) -> np.ndarray:
+        """Y^T Y + reg I (float64), cached: every fold-in needs it and it costs n_items f^2."""
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self.item_factors_.astype(np.float64)
+            gram = y.T @ y
+            gram[np.diag_indices_from(gram)] += float(self.reg)
+            cached = (self.item_factors_, gram)
+            self._gram_cache = cached
+        return cached[1]
+
+    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray | None:
+        items, values = self._fold_in_values(item_index, ratings)
+        if len(items) == 0:
+            return None
+        matrix, y, confidence = self._user_system(items, values)
+        return np.linalg.solve(matrix, y.T @ confidence)
+
+    def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        vector = self._fold_in_vector(item_index, ratings)
+        return self._cold_start() if vector is None else self._scores_for(vector)
+
+    def _contributions(self, item_index: np.ndarray, ratings: np.ndarray, target: np.ndarray
+                       ) -> np.ndarray:
+        """(len(target), len(item_index)): (y_t^T W^u y_j) c_uj for each target t and rated item j;
+        a row sums to the fold-in score of t. Items below ``min_rating`` contribute 0."""
+        item_index = np.asarray(item_index, dtype=np.int64)
+        ratings = np.asarray(ratings, dtype=np.float64)
+        out = np.zeros((len(target), len(item_index)))
+        keep = np.flatnonzero(ratings >= self.min_rating)
+        items, values = self._fold_in_values(item_index, ratings)
+        if len(items) == 0:
+            return out
+        matrix, y_rated, confidence = self._user_system(items, values)
+        y_target = self.item_factors_[np.asarray(target, dtype=np.int64)].astype(np.float64)
+        # s_tj = y_t^T W^u y_j, with W^u y_j solved for rather than W^u formed
+        out[:, keep] = (y_target @ np.linalg.solve(matrix, y_rated.T)) * confidence[None, :]
+        return out
+
+
+# -- BPR -----------------------------------------------------------------------------------------
+
+
+class BPR(_ImplicitFactors):
+    """Bayesian personalised ranking (Rendle et al. 2009) with item biases: score_ui = b_i + x_u·y_i.
+
+    Each epoch visits every interaction (u, i) once in a random order, in minibatches of
+    ``batch_size``, each paired with an item j drawn uniformly from all items. A draw that hits one of
+    u's interactions is redrawn (up to 10 times; the few triples still colliding after that are skipped),
+    so j is uniform over u's non-interactions; movies u rated below ``min_rating`` are not
+    interactions and can be drawn as negatives. Per triple, with z = score_ui - score_uj and
+    g = w_ui sigmoid(-z), one ascent step of ``learning_rate`` on
+    w_ui ln sigmoid(z) - reg/2 (|x_u|^2 + |y_i|^2 + |y_j|^2 + b_i^2 + b_j^2); the steps of a minibatch
+    are computed from the same parameters and summed (a row drawn twice gets both steps).
+
+    ``weighting`` scales the loss of each interaction by w_ui = value / (mean value over training),
+    so ``"binary"`` is plain BPR and the learning rate means the same under every weighting.
+
+    Fold-in of a new user: the user's share of the training objective with everything on the item
+    side frozen, mean_i w_i mean_j ln sigmoid(z_ij) - reg/2 |x|^2 over their interactions i and all
+    other items j, in expectation (no sampling), maximised by a few Newton steps from x = 0; the
+    objective is concave, its gradient and Hessian cost O(n_rated n_items + n_items f^2).
+
+    Defaults were chosen by NDCG@10 on the same validation carve-out as `ImplicitALS` (20 settings):
+    learning_rate 0.03 and reg 0.03 at batch 1024 reached 0.224, against 0.196 for a first guess
+    (0.05 / 0.01, batch 256, 30 epochs); accuracy kept rising with epochs up to the 100 tried, and
+    larger steps or batches lost some of it.
+
+    Args:
+        factors: length of x_u and y_i.
+        learning_rate: step size (> 0).
+        reg: L2 penalty per sampled triple (>= 0).
+        epochs: passes over the interactions.
+        batch_size: triples per vectorised step.
+        min_rating, weighting: what counts as an interaction and its weight (see `interaction_matrix`).
+        random_state: seed of the initial factors (normal, std 0.1), the visiting order and the
+            negatives.
+    """
+
+    name = "bpr"
+
+    weight_scale_: float
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.03,
+        reg: float = 0.03,
+        epochs: int = 100,
+        batch_size: int = 1024,
+        min_rating: float = 0.0,
+        weighting: str = "binary",
+        random_state: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.reg = reg
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.min_rating = min_rating
+        self.weighting = weighting
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        check_int("factors", self.factors, 1)
+        check_number("learning_rate", self.learning_rate, strict=True)
+        check_number("reg", self.reg)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_interaction_params(self.min_rating, self.weighting)
+        check_int("random_state", self.random_state, 0)
+
+    def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
+        interactions = self._interactions(train)
+        n_users, n_items = interactions.shape
+        rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(interactions.indptr))
+        # CSR with sorted indices: the keys u * n_items + i come out sorted, ready for searchsorted
+        keys = rows * n_items + interactions.indices
+        users = torch.as_tensor(rows)
+        items = torch.as_tensor(interactions.indices.astype(np.int64))
+        scale = float(interactions.data.mean()) if interactions.nnz else 1.0
+        weights = torch.as_tensor(interactions.data / np.float32(scale), dtype=torch.float32)
+        generator = torch.Generator().manual_seed(int(self.random_state))
+        k = int(self.factors)
+        x = torch.randn(n_users, k, generator=generator) * 0.1
+        y = torch.randn(n_items, k, generator=generator) * 0.1
+        bias = torch.zeros(n_items)
+        lr, reg, size = float(self.learning_rate), float(self.reg), int(self.batch_size)
+        n = len(keys)
+        history: list[dict[str, float]] = []
+        for epoch in range(1, int(self.epochs) + 1):
+            start = time.perf_counter()
+            order = torch.randperm(n, generator=generator)
+            u, i, w = users[order], items[order], weights[order]
+            j = _draw_negatives(keys, u, n_items, generator)
+            w = torch.where(j >= 0, w, 0.0)  # still colliding after the redraws: skipped
+            j = j.clamp_min(0)
+            log_likelihood = torch.zeros((), dtype=torch.float64)
+            for first in range(0, n, size):
+                bu, bw = u[first : first + size], w[first : first + size]
+                both = torch.cat([i[first : first + size], j[first : first + size]])  # positives, negatives
+                m = len(bu)
+                xu, yy, bb = x.index_select(0, bu), y.index_select(0, both), bias.index_select(0, both)
+                diff = yy[:m] - yy[m:]
+                z = (xu * diff).sum(1) + bb[:m] - bb[m:]
+                log_likelihood += (bw * torch.nn.functional.logsigmoid(z)).sum()
+                g = bw * torch.sigmoid(-z) * lr  # the step size folded in: index_add_ is slower with alpha
+                gx = g[:, None] * xu
+                x.index_add_(0, bu, xu.mul_(-lr * reg).addcmul_(g[:, None], diff))
+                y.index_add_(0, both, yy.mul_(-lr * reg).add_(torch.cat([gx, -gx])))
+                bias.index_add_(0, both, bb.mul_(-lr * reg).add_(torch.cat([g, -g])))
+            if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
+                raise ConfigError(f"BPR diverged at epoch {epoch}: lower learning_rate "
+                                  f"(got {self.learning_rate!r})")
+            _epoch_record(history, {"epoch": epoch, "epochs": self.epochs,
+                                    "train_log_likelihood": float(log_likelihood) / max(n, 1),
+                                    "seconds": time.perf_counter() - start}, callback)
+        self.user_factors_ = x.numpy()
+        self.item_factors_ = y.numpy()
+        self.item_bias_ = bias.numpy()
+        self.weight_scale_ = scale
+        self.history_ = history
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return super()._state() | {"weight_scale": np.array([self.weight_scale_])}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._set_state(arrays)
+        self.weight_scale_ = float(arrays["weight_scale"][0])
+
+    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray, steps: int = 4
+                        ) -> np.ndarray | None:
+        rated, values = self._fold_in_values(item_index, ratings)
+        n_items = len(self.item_bias_)
+        if len(rated) == 0 or len(rated) == n_items:
+            return None
+        y, bias = self._items64()
+        y32 = self.item_factors_
+        # mean over the rated i, and over the j the user has not interacted with
+        a = (values / self.weight_scale_ / (len(rated) * (n_items - len(rated)))).astype(np.float32)
+        reg = float(self.reg)
+        y_rated = y[rated]
+        x = np.zeros(y.shape[1])
+        for _ in range(steps):
+            # the (n_rated, n_items) pair terms in float32, in place: they are the bulk of the work
+            s = (y @ x + bias).astype(np.float32)
+            low = _sigmoid_inplace(np.subtract(s[None, :], s[rated][:, None]))  # sigmoid(-z_ij)
+            g = low * a[:, None]
+            g[:, rated] = 0.0  # j never runs over the rated items
+            h = g * low
+            np.subtract(g, h, out=h)  # g (1 - low) = a sigmoid(z) sigmoid(-z): the curvature weights
+            gradient = (y_rated.T @ g.sum(1, dtype=np.float64) - y.T @ g.sum(0, dtype=np.float64)
+                        - reg * x)
+            # the curvature only steers the step, so its two large products run in float32
+            cross = y_rated.T @ (h @ y32).astype(np.float64)
+            curvature = (y_rated.T * h.sum(1, dtype=np.float64)) @ y_rated - cross - cross.T
+            curvature += ((y32.T * h.sum(0)) @ y32).astype(np.float64)
+            curvature[np.diag_indices_from(curvature)] += reg
+            step = np.linalg.lstsq(curvature, gradient, rcond=None)[0] if reg == 0 else \
+                np.linalg.solve(curvature, gradient)
+            x += step
+            if np.abs(step).max() <= 1e-6 * (1.0 + np.abs(x).max()):  # Newton: 3-4 steps here
+                break
+        return x
+
+    def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        vector = self._fold_in_vector(item_index, ratings)
+        return self._cold_start() if vector is None else self._scores_for(vector)
+
+
+def _draw_negatives(keys: np.ndarray, users: torch.Tensor, n_items: int, generator: torch.Generator,
+                    rounds: int = 10) -> torch.Tensor:
+    """An item per entry of ``users`` drawn uniformly from those the user has no interaction with
+    (``keys``: sorted u * n_items + i of the interactions): draws that hit an interaction are redrawn,
+    up to ``rounds`` times; entries still hitting one afterwards are -1."""
+    drawn = torch.randint(n_items, (len(users),), generator=generator)
+    if len(keys) == 0:
+        return drawn
+    user_keys = users.numpy() * n_items
+    todo = np.arange(len(users))
+    for attempt in range(rounds + 1):
+        probe = user_keys[todo] + drawn.numpy()[todo]
+        at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+        todo = todo[keys[at] == probe]
+        if len(todo) == 0:
+            break
+        if attempt == rounds:
+            drawn[torch.as_tensor(todo)] = -1
+        else:
+            drawn[torch.as_tensor(todo)] = torch.randint(n_items, (len(todo),), generator=generator)
+    return drawn
+
+
+def _sigmoid_inplace(z: np.ndarray) -> np.ndarray:
+    """sigmoid(z), overwriting ``z``; via tanh, so no overflow warnings for large |z|."""
+    z *= 0.5
+    np.tanh(z, out=z)
+    z += 1.0
+    z *= 0.5
+    return z
