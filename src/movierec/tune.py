@@ -170,6 +170,10 @@ SPACES: dict[str, dict[str, Param]] = {
             "reg": FloatRange(1e-5, 1e-1, log=True), "epochs": IntRange(5, 100, log=True)},
     "mult-vae": {"latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
                  "beta": FloatRange(0.05, 1.0), "epochs": IntRange(10, 200, log=True)},
+    "gf-cf": {"factors": IntRange(16, 512, log=True), "ideal_weight": FloatRange(0.0, 3.0)},
+    # the default members' weights around the validation plateau (benchmarks/target.py)
+    "blend": {"weights": Choice(("0.4,0.4,0.2", "0.3,0.5,0.2", "0.5,0.3,0.2", "0.3,0.4,0.3",
+                                 "0.5,0.5,0.0", "0.6,0.2,0.2"))},
 }
 # content and hybrid: no table entry; the generic space covers whatever they take.
 

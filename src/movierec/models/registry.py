@@ -8,8 +8,10 @@ from movierec.errors import ConfigError
 from movierec.models.base import Recommender
 from movierec.models.baseline import BiasRecommender, Popularity
 from movierec.models.bayesian import BayesianMF
+from movierec.models.blend import Blend
 from movierec.models.content import ContentRecommender
 from movierec.models.ease import EASE
+from movierec.models.gfcf import GFCF
 from movierec.models.hybrid import HybridRecommender
 from movierec.models.implicit import BPR, ImplicitALS
 from movierec.models.knn import ItemKNN, ItemKNNBaseline
@@ -30,6 +32,7 @@ MODELS: dict[str, type[Recommender]] = {
     for cls in [
         BiasRecommender,
         BayesianMF,
+        Blend,
         BPR,
         BiasedMFALS,
         BiasedMFSGD,
@@ -38,9 +41,10 @@ MODELS: dict[str, type[Recommender]] = {
         EASE,
         EmbeddingMLP,
         EmbeddingRegressor,
+        GFCF,
         HybridRecommender,
-        ItemKNN,
         ImplicitALS,
+        ItemKNN,
         ItemKNNBaseline,
         MeanNormalizedMF,
         MultVAE,

@@ -1,0 +1,140 @@
+"""The ml100k-strat75 target (NDCG@10 >= 0.50), chosen on validation and measured on test once.
+
+    python benchmarks/target.py            # validation grid, then the one test measurement
+    python benchmarks/target.py --test-only
+
+Selection uses only the training part of ml100k-strat75: three carve-outs
+``user_ratio_split(train, 0.8, seed)`` for seeds 0, 1, 2 (each user's training ratings split 80/20),
+scored with the BENCHMARKS.md protocol (`movierec.eval.protocol.evaluate`, k=10). Each candidate
+member is fitted once per carve-out at its registry defaults (or the listed GF-CF variants); a blend
+is scored from the members' per-user z-scores exactly as `movierec.models.blend.Blend` combines them.
+Validation NDCG@10 is lower than test NDCG@10 (a carve-out holds about 15% of a user's ratings as
+relevant, the test 25%), so compare validation figures with each other only.
+
+The chosen configuration is the `blend` model's defaults; it is then fitted on the whole training
+part and evaluated on the test part, once.
+
+Recorded (2026-11-22, 2 cores): validation 0.2499 for the chosen blend (EASE 0.4, iALS 0.4, GF-CF
+factors 64 / ideal_weight 1.0 at 0.2) against 0.2445 EASE, 0.2453 iALS; the weight rows around it
+0.2488-0.2505 (the top row, 0.3/0.5/0.2 at 0.2505, is within the 0.002 that did not carry to test
+before, so the plateau's centre was kept). Confirmed afterwards on two fresh carve-outs (seeds 3, 4):
+0.2508 against EASE 0.2464, again the best row. Later validation-only variants (iALS 32 / 128
+factors, two iALS seeds, BPR or Mult-VAE as a fourth member, EASE reg 400, rank instead of z-score
+normalisation) were all within -0.0017..+0.0001 of it. Test, measured once: NDCG@10 0.4952 (EASE
+alone 0.4892): the 0.50 target is not reached honestly. Fit about 1.2 s (EASE ~0.5 s, iALS ~0.3 s,
+GF-CF ~0.4 s).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from movierec.data.download import load_dataset  # noqa: E402
+from movierec.data.split import make_split, user_ratio_split  # noqa: E402
+from movierec.eval.protocol import evaluate  # noqa: E402
+from movierec.models.hybrid import zscore_rows  # noqa: E402
+from movierec.models.registry import create_model  # noqa: E402
+
+SEEDS = (0, 1, 2)
+# Candidate members: label -> (registry name, hyperparameters).
+MEMBERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ease": ("ease", {}),
+    "ials": ("ials", {}),
+    "gf-cf": ("gf-cf", {}),  # factors 64, ideal_weight 0.3
+    "gf-cf linear": ("gf-cf", {"ideal_weight": 0.0}),
+    "gf-cf 64/1.0": ("gf-cf", {"factors": 64, "ideal_weight": 1.0}),
+    "gf-cf 128/0.3": ("gf-cf", {"factors": 128, "ideal_weight": 0.3}),
+    "gf-cf 128/1.0": ("gf-cf", {"factors": 128, "ideal_weight": 1.0}),
+    "gf-cf 256/0.3": ("gf-cf", {"factors": 256, "ideal_weight": 0.3}),
+    "item-knn": ("item-knn", {}),
+}
+# Blends: member label -> weight.
+BLENDS: list[dict[str, float]] = [
+    {"ease": 0.8, "ials": 0.2}, {"ease": 0.6, "ials": 0.4}, {"ease": 0.5, "ials": 0.5},
+    {"ease": 0.4, "ials": 0.6},
+    {"ease": 0.8, "gf-cf 64/1.0": 0.2}, {"ease": 0.6, "gf-cf 64/1.0": 0.4},
+    {"ease": 0.8, "item-knn": 0.2},
+    {"ease": 0.5, "ials": 0.3, "gf-cf 64/1.0": 0.2}, {"ease": 0.4, "ials": 0.4, "gf-cf 64/1.0": 0.2},
+    {"ease": 0.3, "ials": 0.4, "gf-cf 64/1.0": 0.3}, {"ease": 0.3, "ials": 0.5, "gf-cf 64/1.0": 0.2},
+    {"ease": 0.4, "ials": 0.4, "gf-cf": 0.2}, {"ease": 0.3, "ials": 0.4, "gf-cf": 0.3},
+    {"ease": 0.4, "ials": 0.4, "gf-cf 128/0.3": 0.2},
+    {"ease": 0.4, "ials": 0.3, "gf-cf": 0.2, "item-knn": 0.1},
+]
+
+
+def _split() -> Any:
+    dataset = load_dataset("ml-100k", mirror=os.environ.get("MOVIEREC_MIRROR"))
+    return make_split(dataset, "user-ratio:0.75:42")
+
+
+def _ndcg(model: Any, split: Any, scores: np.ndarray | None = None) -> float:
+    """NDCG@10 of ``model`` on ``split``; with ``scores`` (n_users, n_items), of those scores
+    instead (the model then only supplies vocabularies and seen movies)."""
+    if scores is None:
+        return float(evaluate(model, split, k=10).metrics["ndcg@10"])
+    model._score_users = lambda users: scores[np.asarray(users)]  # instance attribute, this call only
+    try:
+        return float(evaluate(model, split, k=10).metrics["ndcg@10"])
+    finally:
+        del model._score_users
+
+
+def select() -> None:
+    train = _split().train
+    carve_outs = [user_ratio_split(train, 0.8, seed) for seed in SEEDS]
+    rows: dict[str, list[float]] = {}
+    for part in carve_outs:
+        zscores, holder = {}, None
+        for label, (name, params) in MEMBERS.items():
+            model = create_model(name, **params).fit(part.train)
+            scores = model._score_users(np.arange(len(model.users_)))
+            rows.setdefault(label, []).append(_ndcg(model, part, scores))
+            zscores[label] = zscore_rows(scores)
+            holder = model
+        for weights in BLENDS:
+            blended = sum(w * zscores[label] for label, w in weights.items())
+            label = " + ".join(f"{w:g} {m}" for m, w in weights.items())
+            rows.setdefault(label, []).append(_ndcg(holder, part, blended))
+        # the registered model at its defaults, fitted end to end (must match its grid row)
+        rows.setdefault("blend (registered, defaults)", []).append(_ndcg(create_model("blend").fit(
+            part.train), part))
+    print(f"validation NDCG@10, carve-outs of ml100k-strat75 train, seeds {SEEDS}")
+    for label, values in rows.items():
+        print(f"  {np.mean(values):.4f}  ({' '.join(f'{v:.4f}' for v in values)})  {label}", flush=True)
+
+
+def measure() -> None:
+    split = _split()
+    model = create_model("blend")
+    start = time.perf_counter()
+    model.fit(split.train)
+    fit_s = time.perf_counter() - start
+    metrics = evaluate(model, split, k=10).metrics
+    print(f"test ml100k-strat75 {model!r}: NDCG@10 {metrics['ndcg@10']:.4f}, "
+          f"recall@10 {metrics['recall@10']:.4f}, fit {fit_s:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--test-only", action="store_true", help="skip the validation grid")
+    args = parser.parse_args()
+    if not args.test_only:
+        select()
+    measure()
+
+
+if __name__ == "__main__":
+    main()
