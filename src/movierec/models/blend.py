@@ -68,7 +68,7 @@ class Blend(Recommender):
 
     def __init__(
         self,
-        members: str = "ease,ials,gf-cf:ideal_weight=1.0",
+        members: str = "ease,ials:session_weight=0.3,gf-cf:ideal_weight=1.0:session_weight=0.15",
         weights: str = "0.4,0.4,0.2",
         min_rating: float = 0.0,
         weighting: str = "binary",
