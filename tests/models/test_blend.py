@@ -66,7 +66,30 @@ def test_gfcf_fold_in_and_contributions_match_training_users():
     np.testing.assert_allclose(pairs, [*model._score_users(np.array([user]))[0, [0, 4]], 0.0])
 
 
-@pytest.mark.parametrize("params", [{"factors": 0}, {"ideal_weight": -1.0}, {"weighting": "x"}])
+def test_gfcf_sessions_join_the_graph_as_user_nodes():
+    # user 1 rates movies 1, 2 within 10 s, then 3 90 s later; user 2 rates 1 and 3 15 s apart:
+    # sessions of two or more: {1, 2} and {1, 3}; with weight 2 the graph's rows are
+    # [1, 1, 1], [1, 0, 1] (users), [2, 2, 0], [2, 0, 2] (sessions): degrees 3, 2, 4, 4 and 6, 3, 4
+    data = Ratings.from_arrays([1, 1, 1, 2, 2], [1, 2, 3, 3, 1], [4.0, 2.0, 5.0, 3.0, 1.0],
+                               [0, 10, 100, 20, 5], scale=(0.5, 5.0))
+    rows = np.array([[1, 1, 1], [1, 0, 1], [2, 2, 0], [2, 0, 2]], dtype=float)
+    normalised = rows / np.sqrt([3, 2, 4, 4])[:, None] / np.sqrt([6, 3, 4])[None, :]
+    model = GFCF(factors=1, ideal_weight=0.0, session_gap=30.0, session_weight=2.0).fit(data)
+    np.testing.assert_allclose(model.weights_, normalised.T @ normalised)
+    # users are still scored with their own rows
+    np.testing.assert_allclose(model._score_users(np.array([1])), [rows[1] @ model.weights_])
+    # weight 0, or no timestamps: the plain filter
+    plain = gfcf_filter(sp.csr_matrix(rows[:2]), 1, 0.0)
+    np.testing.assert_allclose(GFCF(factors=1, ideal_weight=0.0, session_weight=0.0).fit(data).weights_,
+                               plain)
+    untimed = Ratings.from_arrays([1, 1, 1, 2, 2], [1, 2, 3, 3, 1], [4.0, 2.0, 5.0, 3.0, 1.0],
+                                  scale=(0.5, 5.0))
+    np.testing.assert_allclose(GFCF(factors=1, ideal_weight=0.0, session_weight=2.0).fit(untimed).weights_,
+                               plain)
+
+
+@pytest.mark.parametrize("params", [{"factors": 0}, {"ideal_weight": -1.0}, {"weighting": "x"},
+                                    {"session_weight": -1.0}, {"session_gap": "x"}])
 def test_gfcf_rejects_bad_params(params):
     with pytest.raises(ConfigError):
         GFCF(**params).fit(small())

@@ -74,11 +74,13 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "embedding-regressor": {"hidden": "16,8", "epochs": 1, "patience": 1},
     # checkerboard ratings are 1-1.5 or 4.5-5: a threshold between them changes which count
     "popularity": {"min_rating": 3.0, "weighting": "rating"},
-    # checkerboard ratings are 1000 s apart: a gap wider than that makes each user's history a session
+    # checkerboard ratings come in bursts 1000 s apart: a gap wider than that makes each user's
+    # history a session
     "ease": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0, "dropout": 0.2},
     "item-knn": {"min_rating": 0.0, "weighting": "rating", "similarity": "cosine", "bm25_b": 0.9},
-    "ials": {"min_rating": 0.0, "weighting": "rating"},
-    "gf-cf": {"weighting": "rating"},
+    # a gap wider than the 1000 s between bursts: each user's whole history is one session
+    "ials": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0},
+    "gf-cf": {"weighting": "rating", "session_gap": 5000.0},
     "blend": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating"},
     "bpr": {"min_rating": 0.0, "weighting": "rating"},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
@@ -133,7 +135,9 @@ def checkerboard() -> Ratings:
                 users.append(user + 1)  # raw ids from 1, like MovieLens
                 items.append(item + 1)
                 values.append(rng.choice([4.5, 5.0]) if same else rng.choice([1.0, 1.5]))
-                times.append(1_000_000 + 1_000 * len(times))  # for models that hold out by time
+                # for models that hold out by time; in bursts of three ratings 1 s apart, 1000 s
+                # between bursts, for models that read rating sessions (30 s gaps by default)
+                times.append(1_000_000 + 1_000 * (len(times) // 3) + len(times) % 3)
     return Ratings.from_arrays(users, items, values, times, scale=(0.5, 5.0))
 
 

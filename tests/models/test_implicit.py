@@ -12,6 +12,7 @@ from movierec.data.dataset import Ratings
 from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
+from movierec.models.ease import session_rows
 from movierec.models.implicit import (
     BPR,
     ImplicitALS,
@@ -116,6 +117,33 @@ def test_training_user_vectors_solve_their_systems(ials: ImplicitALS) -> None:
     confidence.data *= 4.0  # c - 1 = alpha * value
     exact = ials_solve_reference(confidence, ials.item_factors_, 0.5)
     np.testing.assert_allclose(ials.user_factors_, exact, rtol=1e-3, atol=1e-4)
+
+
+def test_sessions_are_pseudo_users() -> None:
+    # 6 users rating 4-6 of 10 movies in bursts: 3 ratings 1 s apart, 1000 s between bursts
+    rng = np.random.default_rng(4)
+    users, items, times = [], [], []
+    for user in range(6):
+        chosen = rng.choice(10, size=4 + user % 3, replace=False)
+        users += [user + 1] * len(chosen)
+        items += list(chosen + 1)
+        times += [1000 * (k // 3) + k % 3 for k in range(len(chosen))]
+    values = np.full(len(users), 4.0)
+    data = Ratings.from_arrays(users, items, values, times, scale=(0.5, 5.0))
+    sessions = session_rows(data, gap=30.0)
+    assert sessions.shape[0] >= 6  # every user's first burst of 3 (and some second bursts)
+    # the same data with each session as an extra user (raw ids after the real ones), no timestamps
+    owners, movies = sessions.nonzero()
+    pseudo = Ratings.from_arrays(users + list(owners + 100), items + list(data.items.ids[movies]),
+                                 np.full(len(users) + len(owners), 4.0), scale=(0.5, 5.0))
+    params = {"factors": 3, "reg": 0.5, "alpha": 2.0, "epochs": 3, "cg_steps": 4, "device": "cpu"}
+    model = ImplicitALS(session_weight=1.0, **params).fit(data)
+    reference = ImplicitALS(session_weight=0.0, **params).fit(pseudo)
+    np.testing.assert_allclose(model.item_factors_, reference.item_factors_, rtol=1e-5, atol=1e-6)
+    assert model.user_factors_.shape == (6, 3)  # only the real users' vectors are kept
+    np.testing.assert_allclose(model.user_factors_, reference.user_factors_[:6], rtol=1e-5, atol=1e-6)
+    off = ImplicitALS(session_weight=0.0, **params).fit(data)
+    assert np.abs(off.item_factors_ - model.item_factors_).max() > 1e-3
 
 
 def test_contributions_sum_to_the_score(ials: ImplicitALS) -> None:

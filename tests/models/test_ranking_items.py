@@ -11,7 +11,7 @@ from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
 from movierec.models.baseline import Popularity
-from movierec.models.ease import EASE, ease_weights, session_matrix
+from movierec.models.ease import EASE, ease_weights, session_matrix, session_rows
 from movierec.models.knn import ItemKNN, bm25_rows, knn_similarity
 
 # 4 users x 3 movies (raw ids 1..3); user 4 rated only movie 3, and low.
@@ -223,3 +223,12 @@ def strat75(ml100k):
 def test_ndcg_on_ml100k_strat75(strat75, model, low, high):
     report = evaluate(model.fit(strat75.train), strat75, k=10)
     assert low <= report.metrics["ndcg@10"] <= high, report.metrics
+
+
+def test_session_rows_keeps_sessions_of_two_or_more():
+    # as in test_sessions_by_hand: sessions {1, 2}, {3} (user 1) and {1, 3} (user 2)
+    data = Ratings.from_arrays([1, 1, 1, 2, 2], [1, 2, 3, 3, 1], [4.0, 2.0, 5.0, 3.0, 1.0],
+                               [0, 10, 100, 20, 5], scale=(0.5, 5.0))
+    np.testing.assert_array_equal(session_rows(data, gap=30.0).toarray(), [[1, 1, 0], [1, 0, 1]])
+    # min_rating 3 leaves one movie in every session: none is kept
+    assert session_rows(data, gap=30.0, min_rating=3.0).shape == (0, 3)

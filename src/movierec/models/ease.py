@@ -58,7 +58,7 @@ from movierec.models.interactions import (
     interaction_weights,
 )
 
-__all__ = ["EASE", "ease_weights", "session_matrix"]
+__all__ = ["EASE", "ease_weights", "session_matrix", "session_rows"]
 
 # Pairs per step in `_predict`: bounds the gathered (pairs x rated items) values.
 _PAIR_BLOCK = 4096
@@ -231,6 +231,16 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     keep = ratings >= min_rating
     shape = (int(session[-1]) + 1 if len(session) else 0, train.n_items)
     return sp.csr_matrix((values[keep], (session[keep], items[keep])), shape=shape)
+
+
+def session_rows(train: Ratings, gap: float, min_rating: float = 0.0, weighting: str = "binary"
+                 ) -> sp.csr_matrix:
+    """`session_matrix` without the sessions of fewer than two interactions (float64 CSR): the
+    sessions that say which movies go together. A one-movie session only repeats its user's row;
+    as an extra row of a graph (GF-CF) or a pseudo-user (iALS) it would inflate that movie's degree
+    and confidence without any co-occurrence."""
+    sessions = session_matrix(train, gap, min_rating, weighting)
+    return sessions[np.flatnonzero(np.diff(sessions.indptr) >= 2)]
 
 
 def ease_weights(interactions: sp.spmatrix, reg: float, dropout: float = 0.0,
