@@ -540,7 +540,7 @@ class BPR(_ImplicitFactors):
         super()._set_state(arrays)
         self.weight_scale_ = float(arrays["weight_scale"][0])
 
-    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray, steps: int = 4
+    def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray, steps: int = 8
                         ) -> np.ndarray | None:
         rated, values = self._fold_in_values(item_index, ratings)
         n_items = len(self.item_bias_)
@@ -553,7 +553,8 @@ class BPR(_ImplicitFactors):
         reg = float(self.reg)
         y_rated = y[rated]
         x = np.zeros(y.shape[1])
-        for _ in range(steps):
+        curvature = None
+        for iteration in range(steps):
             # the (n_rated, n_items) pair terms in float32, in place: they are the bulk of the work
             s = (y @ x + bias).astype(np.float32)
             low = _sigmoid_inplace(np.subtract(s[None, :], s[rated][:, None]))  # sigmoid(-z_ij)
@@ -563,15 +564,18 @@ class BPR(_ImplicitFactors):
             np.subtract(g, h, out=h)  # g (1 - low) = a sigmoid(z) sigmoid(-z): the curvature weights
             gradient = (y_rated.T @ g.sum(1, dtype=np.float64) - y.T @ g.sum(0, dtype=np.float64)
                         - reg * x)
-            # the curvature only steers the step, so its two large products run in float32
-            cross = y_rated.T @ (h @ y32).astype(np.float64)
-            curvature = (y_rated.T * h.sum(1, dtype=np.float64)) @ y_rated - cross - cross.T
-            curvature += ((y32.T * h.sum(0)) @ y32).astype(np.float64)
-            curvature[np.diag_indices_from(curvature)] += reg
+            # The curvature only steers the step: its two large products run in float32, and it is
+            # refreshed on the first two steps only (a chord method after that: cheap steps that
+            # keep converging, where each fresh curvature costs most of a step's time).
+            if iteration < 2 or curvature is None:
+                cross = y_rated.T @ (h @ y32).astype(np.float64)
+                curvature = (y_rated.T * h.sum(1, dtype=np.float64)) @ y_rated - cross - cross.T
+                curvature += ((y32.T * h.sum(0)) @ y32).astype(np.float64)
+                curvature[np.diag_indices_from(curvature)] += reg
             step = np.linalg.lstsq(curvature, gradient, rcond=None)[0] if reg == 0 else \
                 np.linalg.solve(curvature, gradient)
             x += step
-            if np.abs(step).max() <= 1e-6 * (1.0 + np.abs(x).max()):  # Newton: 3-4 steps here
+            if np.abs(step).max() <= 1e-6 * (1.0 + np.abs(x).max()):  # 4-6 steps here
                 break
         return x
 
