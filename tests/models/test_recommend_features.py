@@ -185,3 +185,13 @@ def test_models_that_need_a_catalog_say_so():
 
     with pytest.raises(ConfigError, match="pass catalog= to fit"):
         NeedsCatalog().fit(ratings())
+
+
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0]), min_size=0, max_size=40),
+       st.integers(0, 45))
+def test_largest_agrees_with_a_stable_sort(values, n):
+    from movierec.models.base import _largest
+
+    row = np.array(values, dtype=np.float64)
+    expected = np.argsort(-row, kind="stable")[:n]
+    assert _largest(row, n).tolist() == expected.tolist()

@@ -585,9 +585,8 @@ class Recommender:
         if not len(rated) or not len(targets):
             return [[] for _ in targets]
         contributions = self._contribution_matrix(rated, ratings, targets)
-        order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
-        return [[self.items_.id_of(int(rated[j])) for j in row if contributions[t, j] > 0]
-                for t, row in enumerate(order)]
+        return [[self.items_.id_of(int(rated[j])) for j in _largest(row, n) if row[j] > 0]
+                for row in contributions]
 
     def _explanation_frame(self, rated: np.ndarray, ratings: np.ndarray, target: int, n: int
                            ) -> pd.DataFrame:
@@ -687,6 +686,17 @@ def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = Fals
           and math.isfinite(value) and (value > low if strict else value >= low))
     if not ok:
         raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def _largest(values: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` largest values, largest first, ties to the lower position: what a stable
+    sort of ``-values`` gives, without sorting a long row (a heavy user's thousands of movies)."""
+    if len(values) > n > 0:
+        threshold = np.partition(values, len(values) - n)[len(values) - n]
+        candidates = np.flatnonzero(values >= threshold)  # ties at the threshold all compete
+    else:
+        candidates = np.arange(len(values))
+    return candidates[np.lexsort((candidates, -values[candidates]))][:n]
 
 
 def _check_diversity(diversity: float) -> None:

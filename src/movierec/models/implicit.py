@@ -405,8 +405,9 @@ class ImplicitALS(_ImplicitFactors):
             return out
         matrix, y_rated, confidence = self._user_system(items, values)
         y_target = self.item_factors_[np.asarray(target, dtype=np.int64)].astype(np.float64)
-        # s_tj = y_t^T W^u y_j, with W^u y_j solved for rather than W^u formed
-        out[:, keep] = (y_target @ np.linalg.solve(matrix, y_rated.T)) * confidence[None, :]
+        # s_tj = y_t^T W^u y_j = (W^u y_t)^T y_j (W^u is symmetric): solve for the few targets,
+        # not for every rated movie, and never form W^u
+        out[:, keep] = (np.linalg.solve(matrix, y_target.T).T @ y_rated.T) * confidence[None, :]
         return out
 
 
