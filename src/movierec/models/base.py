@@ -485,7 +485,9 @@ class Recommender:
         """Scores over all the model's items (float64, in ``items_`` order) for a new user described
         by ``(movie, rating)`` pairs; the cold-start scores when no movie is known."""
         self._require_fitted()
-        index, values = self._known_ratings(pairs)
+        return self._fold_in_known(*self._known_ratings(pairs))
+
+    def _fold_in_known(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
         if not len(index):
             return np.asarray(self._cold_start(), dtype=np.float64)
         return np.asarray(self._fold_in(index, values), dtype=np.float64)
@@ -517,9 +519,8 @@ class Recommender:
         _check_k(k)
         _check_diversity(diversity)
         self._require_fitted()
-        pairs = list(pairs)
         index, values = self._known_ratings(pairs)
-        scores = self.fold_in_scores(pairs)
+        scores = self._fold_in_known(index, values)
         exclude = None
         if exclude_rated and len(index):
             exclude = sp.csr_matrix((np.ones(len(index)), (np.zeros(len(index), int), index)),
