@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+import scipy.sparse.linalg
 
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
@@ -203,8 +204,23 @@ def gfcf_filter(interactions: sp.spmatrix, factors: int, ideal_weight: float) ->
         return linear
     n_items = linear.shape[0]
     k = min(int(factors), n_items)
-    # The right singular vectors of R~ are the eigenvectors of R~^T R~: only the top k are computed
-    # (LAPACK's subset driver, deterministic; an eigenvector's sign cancels in V V^T).
-    _, vectors = scipy.linalg.eigh(linear, subset_by_index=[n_items - k, n_items - 1])
+    # The right singular vectors of R~ are the eigenvectors of R~^T R~; only the top k are needed (an
+    # eigenvector's sign cancels in V V^T). Lanczos on the sparse product R~^T (R~ v) costs O(nnz) per
+    # step, where a dense eigensolver costs O(n_items^3) whatever the subset (100 s against 0.3 s on
+    # ml-latest-small's 9.7k movies); a fixed start vector keeps it deterministic. Tiny catalogs, where
+    # Lanczos cannot take k, and matrices of rank below k (Lanczos finds an invariant subspace it
+    # cannot extend) go to LAPACK.
+    vectors = None
+    if n_items > 2 * k + 1:
+        transposed = normalised.T.tocsr()
+        operator = scipy.sparse.linalg.LinearOperator(
+            (n_items, n_items), matvec=lambda v: transposed @ (normalised @ v), dtype=np.float64)
+        try:
+            _, vectors = scipy.sparse.linalg.eigsh(operator, k=k, which="LA", tol=0,
+                                                   v0=np.full(n_items, 1 / np.sqrt(n_items)))
+        except scipy.sparse.linalg.ArpackError:
+            vectors = None
+    if vectors is None:
+        _, vectors = scipy.linalg.eigh(linear, subset_by_index=[n_items - k, n_items - 1])
     ideal = (vectors * item_scale[:, None]) @ (vectors.T * np.sqrt(item_degree)[None, :])
     return linear + ideal_weight * ideal
