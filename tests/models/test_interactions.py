@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from movierec.errors import ConfigError
-from movierec.models.interactions import interaction_matrix, interaction_weights
+from movierec.models.interactions import interaction_matrix, interaction_weights, user_interactions
 
 SEEN = sp.csr_matrix(np.array([[5.0, 0, 2.0, 3.0], [0, 0, 0, 0], [1.0, 4.0, 0, 0]]))
 
@@ -37,3 +37,13 @@ def test_centered_weighting_by_hand():
 def test_bad_parameters_name_the_value(min_rating, weighting):
     with pytest.raises(ConfigError, match=r"min_rating|weighting"):
         interaction_matrix(SEEN, min_rating=min_rating, weighting=weighting)
+
+
+@pytest.mark.parametrize("weighting", ["binary", "rating", "centered"])
+def test_a_new_users_values_match_a_training_row(weighting):
+    # user 0 of SEEN rated movies 0, 2, 3 with 5, 2, 3; min_rating 3 drops the 2 (its value is 0)
+    values = user_interactions(np.array([5.0, 2.0, 3.0]), min_rating=3.0, weighting=weighting)
+    row = interaction_matrix(SEEN, min_rating=3.0, weighting=weighting).toarray()[0]
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values, row[[0, 2, 3]])
+    assert user_interactions(np.empty(0), 0.0, weighting).shape == (0,)

@@ -46,7 +46,7 @@ from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.base import Callback, Recommender, check_int, check_number
 from movierec.models.ease import session_rows
-from movierec.models.interactions import check_interaction_params, interaction_matrix, interaction_weights
+from movierec.models.interactions import check_interaction_params, interaction_matrix, user_interactions
 from movierec.models.train import resolve_device
 
 __all__ = ["BPR", "ImplicitALS", "ials_cg_solve", "ials_solve_reference"]
@@ -196,8 +196,7 @@ class _ImplicitFactors(Recommender):
         `interaction_matrix` uses the mean of all a training user's ratings."""
         ratings = np.asarray(ratings, dtype=np.float64)
         item_index = np.asarray(item_index, dtype=np.int64)
-        values = interaction_weights(ratings, self.weighting,
-                                     ratings.mean() if len(ratings) else None).astype(np.float64)
+        values = user_interactions(ratings, self.min_rating, self.weighting).astype(np.float64)
         keep = ratings >= self.min_rating
         return item_index[keep], values[keep]
 

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 
 from movierec.errors import ConfigError
 
-__all__ = ["WEIGHTINGS", "check_interaction_params", "interaction_matrix", "interaction_weights"]
+__all__ = ["WEIGHTINGS", "check_interaction_params", "interaction_matrix", "interaction_weights",
+           "user_interactions"]
 
 WEIGHTINGS = ("binary", "rating", "centered")
 
@@ -49,6 +50,17 @@ def interaction_weights(ratings: np.ndarray, weighting: str, user_mean: float | 
         mean = ratings.mean() if user_mean is None and len(ratings) else user_mean
         return (1.0 + np.maximum(0.0, ratings - (0.0 if mean is None else mean))).astype(np.float32)
     raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+
+
+def user_interactions(ratings: np.ndarray, min_rating: float = 0.0, weighting: str = "binary"
+                      ) -> np.ndarray:
+    """One new user's interaction values (float32), one per rating, as `interaction_matrix` builds a
+    training row: 0 where the rating is below ``min_rating`` (not an interaction), and the
+    ``"centered"`` mean taken over ALL the user's ratings, kept or not (fold-in)."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    mean = ratings.mean() if len(ratings) else 0.0
+    values = interaction_weights(ratings, weighting, mean)
+    return np.where(ratings >= min_rating, values, np.float32(0.0)).astype(np.float32)
 
 
 def interaction_matrix(seen: sp.csr_matrix, min_rating: float = 0.0, weighting: str = "binary"

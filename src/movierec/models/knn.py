@@ -53,7 +53,7 @@ from movierec.models.baseline import BiasRecommender
 from movierec.models.interactions import (
     check_interaction_params,
     interaction_matrix,
-    interaction_weights,
+    user_interactions,
 )
 
 __all__ = ["ItemKNN", "ItemKNNBaseline", "bm25_rows", "knn_similarity"]
@@ -478,10 +478,7 @@ class ItemKNN(Recommender):
     def _values(self, ratings: np.ndarray) -> np.ndarray:
         """A new user's interaction values for all their ratings (0 below ``min_rating``), as training
         builds them (the ``"centered"`` mean runs over all the user's ratings)."""
-        ratings = np.asarray(ratings, dtype=np.float64)
-        mean = ratings.mean() if len(ratings) else 0.0
-        return np.where(ratings >= self.min_rating,
-                        interaction_weights(ratings, self.weighting, mean), 0.0).astype(np.float32)
+        return user_interactions(ratings, self.min_rating, self.weighting)
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         rows = self._interactions(np.asarray(user_index, dtype=np.int64))

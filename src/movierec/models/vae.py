@@ -66,7 +66,7 @@ from movierec.models.base import Callback, Recommender, check_int, check_number
 from movierec.models.interactions import (
     check_interaction_params,
     interaction_matrix,
-    interaction_weights,
+    user_interactions,
 )
 from movierec.models.neural import _check_fraction, _parse_hidden
 from movierec.models.topk import top_k
@@ -353,8 +353,7 @@ class MultVAE(Recommender):
         """A new user's interaction row (1, I), built as `interaction_matrix` builds a training row."""
         ratings = np.asarray(ratings, dtype=np.float64)
         keep = ratings >= self.min_rating
-        mean = ratings.mean() if len(ratings) else 0.0  # over all ratings, as for training users
-        values = interaction_weights(ratings[keep], self.weighting, mean)
+        values = user_interactions(ratings, self.min_rating, self.weighting)[keep]
         columns = np.asarray(item_index, dtype=np.int64)[keep]
         order = np.argsort(columns)
         return sp.csr_matrix((values[order], columns[order], [0, len(columns)]),
