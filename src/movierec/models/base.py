@@ -239,13 +239,10 @@ class Recommender:
                 raise ConfigError("genre and year filters need the movie catalog: fit with catalog= "
                                   "or load a saved model folder")
             rows = self.catalog_.rows(self.items_.ids)
-            known = self.items_.ids.copy()
-            in_catalog = self.catalog_.items.indices(known, missing="mask") >= 0
             meta = {
-                "genres": self.catalog_.genre_matrix(self.items_).tocsc(),
+                "genres": self.catalog_.genre_matrix(self.items_),  # CSR, items x genres
                 "names": self.catalog_.genres,
                 "years": rows["year"].astype("Float64").fillna(np.nan).to_numpy(dtype=np.float64),
-                "in_catalog": in_catalog,
             }
             self.__dict__["_item_meta"] = meta
         return meta
@@ -340,7 +337,7 @@ class Recommender:
         """Similarity among candidate items for MMR: genre overlap (cosine) when the catalog is
         known, else the model's own item similarity."""
         if self.catalog_ is not None:
-            genres = self._meta()["genres"].tocsr()[members].toarray().astype(np.float64)
+            genres = self._meta()["genres"][members].toarray().astype(np.float64)
             norms = np.linalg.norm(genres, axis=1)
             unit = genres / np.where(norms > 0, norms, 1.0)[:, None]
             return unit @ unit.T
@@ -481,13 +478,9 @@ class Recommender:
         known = index >= 0
         return index[known].astype(np.int64), values[known]
 
-    def fold_in_scores(self, pairs: Iterable[tuple[Any, float]]) -> np.ndarray:
-        """Scores over all the model's items (float64, in ``items_`` order) for a new user described
-        by ``(movie, rating)`` pairs; the cold-start scores when no movie is known."""
-        self._require_fitted()
-        return self._fold_in_known(*self._known_ratings(pairs))
-
-    def _fold_in_known(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _fold_in_scores(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Scores over all items (float64) for a new user's known item indices and ratings; the
+        cold-start scores when there are none (`_fold_in` is never called empty)."""
         if not len(index):
             return np.asarray(self._cold_start(), dtype=np.float64)
         return np.asarray(self._fold_in(index, values), dtype=np.float64)
@@ -520,7 +513,7 @@ class Recommender:
         _check_diversity(diversity)
         self._require_fitted()
         index, values = self._known_ratings(pairs)
-        scores = self._fold_in_known(index, values)
+        scores = self._fold_in_scores(index, values)
         exclude = None
         if exclude_rated and len(index):
             exclude = sp.csr_matrix((np.ones(len(index)), (np.zeros(len(index), int), index)),
