@@ -39,7 +39,7 @@ import numpy as np
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.base import Callback, Recommender
-from movierec.models.hybrid import zscore_rows
+from movierec.models.hybrid import unit_l1_rows, zscore_rows
 from movierec.models.interactions import check_interaction_params
 
 __all__ = ["Blend"]
@@ -189,7 +189,7 @@ class Blend(Recommender):
         share = self.weights_ / self.weights_.sum()
         for weight, model in zip(share, self.members_, strict=True):
             if weight:
-                result += weight * _unit_l1(model._contribution_matrix(item_index, ratings, target))
+                result += weight * unit_l1_rows(model._contribution_matrix(item_index, ratings, target))
         return result
 
     # -- persistence ---------------------------------------------------------------------------
@@ -211,9 +211,3 @@ class Blend(Recommender):
             model._set_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         self.members_ = members
         self.weights_ = self._weight_values(len(members))
-
-
-def _unit_l1(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    scale = np.abs(matrix).sum(axis=1, keepdims=True)
-    return np.divide(matrix, scale, out=np.zeros_like(matrix), where=scale > 0)

@@ -35,10 +35,18 @@ from movierec.errors import ConfigError
 from movierec.models.base import Callback, Recommender, check_number
 from movierec.models.content import ContentRecommender
 
-__all__ = ["HybridRecommender", "zscore_rows"]
+__all__ = ["HybridRecommender", "unit_l1_rows", "zscore_rows"]
 
 _CONTENT = "content."
 _CF = "collaborative."
+
+
+def unit_l1_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by the sum of its absolute values (float64; an all-zero row stays 0): puts
+    contributions of different models on one scale before they are blended."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = np.abs(matrix).sum(axis=1, keepdims=True)
+    return np.divide(matrix, scale, out=np.zeros_like(matrix), where=scale > 0)
 
 
 def zscore_rows(scores: np.ndarray) -> np.ndarray:
@@ -216,7 +224,7 @@ class HybridRecommender(Recommender):
         differ) and blended by a_ui."""
         item_index = np.asarray(item_index, dtype=np.int64)
         target = np.asarray(target, dtype=np.int64)
-        result = _unit_l1(self.content_._contributions(item_index, ratings, target))
+        result = unit_l1_rows(self.content_._contributions(item_index, ratings, target))
         cf_contributions = getattr(self.collaborative_, "_contributions", None)
         cf_index = self.cf_item_[item_index]
         known = cf_index >= 0
@@ -228,7 +236,7 @@ class HybridRecommender(Recommender):
         if part is None:
             return result
         cf = np.zeros((len(targets), len(item_index)))
-        cf[:, known] = _unit_l1(np.asarray(part, dtype=np.float64))
+        cf[:, known] = unit_l1_rows(np.asarray(part, dtype=np.float64))
         share = (_share(np.array([known.sum()], dtype=np.float64), self.user_shrink)
                  * self.item_weight_[target[targets]])[:, None]
         result[targets] += share * (cf - result[targets])
@@ -272,8 +280,3 @@ def _share(count: np.ndarray, shrink: float) -> np.ndarray:
     """count / (count + shrink), with 0 where count is 0 (also when shrink is 0)."""
     total = count + shrink
     return np.divide(count, total, out=np.zeros_like(count), where=total > 0)
-
-
-def _unit_l1(matrix: np.ndarray) -> np.ndarray:
-    scale = np.abs(matrix).sum(axis=1, keepdims=True)
-    return np.divide(matrix, scale, out=np.zeros_like(matrix, dtype=np.float64), where=scale > 0)
