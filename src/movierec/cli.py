@@ -756,18 +756,14 @@ MinRatingsOpt = Annotated[
 
 
 def _parse_years(value: str | None) -> tuple[int | None, int | None] | None:
+    from movierec.models.base import parse_years
+
     if value is None:
         return None
-    first, sep, last = value.strip().partition("-")
     try:
-        if not sep and first:
-            return int(first), int(first)  # a single year
-        span = (int(first) if first.strip() else None, int(last) if last.strip() else None)
-    except ValueError:
-        span = (None, None)
-    if span == (None, None):
-        raise ConfigError(f"--years must look like 1990-1999, 2000- or -1980, got {value!r}")
-    return span
+        return parse_years(value)
+    except ConfigError:
+        raise ConfigError(f"--years must look like 1990-1999, 2000- or -1980, got {value!r}") from None
 
 
 def _filters(genre: list[str] | None, exclude_genre: list[str] | None, years: str | None,

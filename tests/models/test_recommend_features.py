@@ -195,3 +195,20 @@ def test_largest_agrees_with_a_stable_sort(values, n):
     row = np.array(values, dtype=np.float64)
     expected = np.argsort(-row, kind="stable")[:n]
     assert _largest(row, n).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("text", "span"), [("1990-1999", (1990, 1999)), (" 1995 ", (1995, 1995)),
+                                            ("2000-", (2000, None)), ("-1980", (None, 1980)),
+                                            ("1990 - 1999", (1990, 1999))])
+def test_parse_years(text, span):
+    from movierec.models.base import parse_years
+
+    assert parse_years(text) == span
+
+
+@pytest.mark.parametrize("text", ["", "-", "abc", "1990-abc", "1990-1999-2000", "19x0"])
+def test_parse_years_rejects_other_forms(text):
+    from movierec.models.base import parse_years
+
+    with pytest.raises(ConfigError, match="years must look like"):
+        parse_years(text)

@@ -42,7 +42,7 @@ from movierec.errors import ConfigError, DataError, NotFittedError
 from movierec.models.rerank import mmr
 from movierec.models.topk import top_k
 
-__all__ = ["Callback", "Recommender", "check_int", "check_number"]
+__all__ = ["Callback", "Recommender", "check_int", "check_number", "parse_years"]
 
 #: ``callback(event, info)``: progress from `fit` (``event`` like ``"epoch"``; ``info`` a dict).
 Callback = Callable[[str, dict[str, Any]], None]
@@ -680,6 +680,25 @@ def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = Fals
           and math.isfinite(value) and (value > low if strict else value >= low))
     if not ok:
         raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def parse_years(text: str) -> tuple[int | None, int | None]:
+    """A release-year range as people write it: ``"1990-1999"``, ``"1995"`` (that year), ``"2000-"`` or
+    ``"-1980"`` (open at one end) -> (first, last) for the ``years`` filter, None for an open end.
+
+    Raises:
+        ConfigError: naming the text, if it is none of those forms.
+    """
+    first, sep, last = str(text).strip().partition("-")
+    try:
+        if not sep and first:
+            return int(first), int(first)
+        span = (int(first) if first.strip() else None, int(last) if last.strip() else None)
+    except ValueError:
+        span = (None, None)
+    if span == (None, None):
+        raise ConfigError(f"years must look like 1990-1999, 1995, 2000- or -1980, got {text!r}")
+    return span
 
 
 def _largest(values: np.ndarray, n: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from movierec.errors import ConfigError
+from movierec.models.base import parse_years
 from movierec.service.errors import ApiError
 from movierec.service.state import Loaded, ServiceState
 from movierec.service.store import Profile
@@ -119,16 +121,12 @@ def parse_filters(loaded: Loaded, max_k: int, k: int, genres: str | None, years:
 
 
 def _years(text: str) -> tuple[int, int]:
-    parts = [p.strip() for p in text.strip().split("-")]
     try:
-        if len(parts) == 1:
-            low = high = int(parts[0])
-        elif len(parts) == 2:
-            low, high = int(parts[0]), int(parts[1])
-        else:
-            raise ValueError
-    except ValueError:
-        raise ApiError(422, f"years must be `FROM-TO` or `YEAR` (e.g. 1990-1999), got {text!r}") from None
+        low, high = parse_years(text)
+    except ConfigError:
+        low = high = None
+    if low is None or high is None:  # the API takes closed ranges only
+        raise ApiError(422, f"years must be `FROM-TO` or `YEAR` (e.g. 1990-1999), got {text!r}")
     if not (0 <= low <= 9999 and 0 <= high <= 9999) or low > high:
         raise ApiError(422, f"years must be FROM-TO with 0 <= FROM <= TO <= 9999, got {text!r}")
     return low, high
