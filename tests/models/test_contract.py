@@ -56,6 +56,8 @@ FAST: dict[str, dict[str, Any]] = {
     # few factors: 64 and its double would both be capped at the checkerboard's 30 movies
     "gf-cf": {"factors": 4, "min_rating": 3.0},
     "blend": {"min_rating": 3.0},
+    # about 12 unseen movies per checkerboard user: lists of 5 leave room for a longer alternative
+    "ltr": {"min_rating": 3.0, "candidates": 5},
     # 40 users: small batches give enough updates; the KL weight reaches beta within the run
     # checkerboard users rate 60% of all movies at random: only liked ratings (min_rating) carry tastes
     "mult-vae": {"hidden": "64", "latent": 16, "epochs": 15, "batch_size": 8, "anneal_steps": 40,
@@ -82,6 +84,7 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "ials": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0},
     "gf-cf": {"weighting": "rating", "session_gap": 5000.0},
     "blend": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating"},
+    "ltr": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating"},
     "bpr": {"min_rating": 0.0, "weighting": "rating"},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
     "content": {"weighting": "deviation", "min_rating": 3.0},

@@ -15,6 +15,7 @@ from movierec.models.gfcf import GFCF
 from movierec.models.hybrid import HybridRecommender
 from movierec.models.implicit import BPR, ImplicitALS
 from movierec.models.knn import ItemKNN, ItemKNNBaseline
+from movierec.models.ltr import LearnedBlend
 from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
 from movierec.models.neural import (
     DotBiasSigmoid,
@@ -46,6 +47,7 @@ MODELS: dict[str, type[Recommender]] = {
         ImplicitALS,
         ItemKNN,
         ItemKNNBaseline,
+        LearnedBlend,
         MeanNormalizedMF,
         MultVAE,
         Popularity,
