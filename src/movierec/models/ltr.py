@@ -226,9 +226,11 @@ class LearnedBlend(Recommender):
 
     Defaults chosen on five validation carve-outs of ml100k-strat75's training part (seeds 0-4; see
     the module docstring and benchmarks/target.py): NDCG@10 0.2537 at the defaults; ``reg`` 12 /
-    360 / 1200 scored 0.2536 / 0.2535 / 0.2538 (a flat plateau; 100 is inside it), and around
-    ``reg`` 12: ``carve_outs`` 5 0.2535, ``candidates`` 100 0.2533 (20 in the exploratory runs:
-    0.2528-0.2531), ``holdout`` 0.25 0.2538, ``time_width`` 7 days 0.2536.
+    360 / 1200 scored 0.2536 / 0.2535 / 0.2536 (a flat plateau; 100 lies inside it), and at ``reg``
+    12: ``carve_outs`` 5 0.2536, ``candidates`` 100 0.2532 (20 in the exploratory runs: 0.2528-0.2531),
+    ``holdout`` 0.25 0.2539 (within noise; 0.2 is the share the outer carve-outs hold out),
+    ``time_width`` 7 days 0.2536. Fit on ml100k-strat75's training part: about 8 s on one thread
+    (four blends: three carve-outs and the final one).
     """
 
     name = "ltr"
