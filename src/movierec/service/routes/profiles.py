@@ -137,10 +137,10 @@ async def recommendations(request: Request, profile_id: str, credentials: Bearer
     key = ("profile", profile.id, tuple(pairs), filters.key(), explain)
     answer = loaded.cache.get(key)
     if answer is None:
-        frame = model_api.recommend_pairs(loaded.model, pairs, filters.k, genres=filters.genres,
+        picks = model_api.recommend_pairs(loaded.model, pairs, filters.k, genres=filters.genres,
                                           years=filters.years, explain=explain)
-        answer = views.to_json(ProfileRecommendationsOut, {
+        answer = views.dump({
             "profile": profile.id, "rated": len(pairs), "k": filters.k, "filters": filters.public(),
-            "recommendations": views.recommendations(loaded, frame, dict(pairs))})
+            "recommendations": views.recommendations(loaded, picks, dict(pairs))})
         loaded.cache.put(key, answer)
     return views.json_response(answer)
