@@ -49,6 +49,38 @@ ratings = sa.Table(
 )
 
 
+# The hot statements, built once with bound parameters: building a statement per call (its column
+# collections, its cache key) cost more than running it.
+_PROFILE = sa.select(profiles).where(profiles.c.id == sa.bindparam("profile_id"))
+_PROFILE_RATINGS = (
+    sa.select(profiles, ratings.c.movie_id, ratings.c.rating, ratings.c.updated)
+    .select_from(profiles.outerjoin(ratings, ratings.c.profile_id == profiles.c.id))
+    .where(profiles.c.id == sa.bindparam("profile_id"))
+    .order_by(ratings.c.updated, ratings.c.movie_id)
+)
+_RATING_FIELDS = ("profile_id", "movie_id", "rating", "updated")
+_NO_LIMIT = 2**62
+
+
+def _limited_upsert(module: Any) -> Any:
+    """``INSERT INTO ratings SELECT <row> WHERE <room> ON CONFLICT DO UPDATE`` for SQLite or
+    PostgreSQL (``module``: their dialect package): room means fewer than ``:limit`` ratings, or
+    this movie already rated."""
+    mine = ratings.c.profile_id == sa.bindparam("profile_id")
+    count = sa.select(sa.func.count()).select_from(ratings).where(mine).scalar_subquery()
+    there = sa.exists().where(mine & (ratings.c.movie_id == sa.bindparam("movie_id")))
+    row = sa.select(*(sa.bindparam(name, type_=ratings.c[name].type).label(name) for name in _RATING_FIELDS))
+    statement = module.insert(ratings).from_select(list(_RATING_FIELDS),
+                                                   row.where((count < sa.bindparam("limit")) | there))
+    return statement.on_conflict_do_update(
+        index_elements=[ratings.c.profile_id, ratings.c.movie_id],
+        set_={"rating": statement.excluded.rating, "updated": statement.excluded.updated},
+    )
+
+
+_UPSERTS = {"sqlite": _limited_upsert(sqlite), "postgresql": _limited_upsert(postgresql)}
+
+
 @dataclass(frozen=True)
 class Profile:
     id: str
@@ -115,7 +147,7 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(profiles).where(profiles.c.id == profile_id)).first()
+            row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
         # compare against a dummy digest when the profile is missing: same work either way
         expected = row.token_sha256 if row is not None else "0" * 64
         if not hmac.compare_digest(expected, _digest(token)) or row is None:
@@ -128,14 +160,8 @@ class Store:
         recommendation request needs, in one round trip. None for an unknown profile or wrong token."""
         if not token:
             return None
-        statement = (
-            sa.select(profiles, ratings.c.movie_id, ratings.c.rating, ratings.c.updated)
-            .select_from(profiles.outerjoin(ratings, ratings.c.profile_id == profiles.c.id))
-            .where(profiles.c.id == profile_id)
-            .order_by(ratings.c.updated, ratings.c.movie_id)
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(statement).all()
+            rows = conn.execute(_PROFILE_RATINGS, {"profile_id": profile_id}).all()
         expected = rows[0].token_sha256 if rows else "0" * 64
         if not hmac.compare_digest(expected, _digest(token)) or not rows:
             return None
@@ -169,23 +195,10 @@ class Store:
         mine = ratings.c.profile_id == profile_id
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
-            if dialect in ("sqlite", "postgresql"):
-                module = sqlite if dialect == "sqlite" else postgresql
-                source = sa.select(*(sa.literal(value, type_=ratings.c[name].type).label(name)
-                                     for name, value in values.items()))
-                if limit is not None:
-                    count = sa.select(sa.func.count()).select_from(ratings).where(mine).scalar_subquery()
-                    there = sa.exists().where(mine & (ratings.c.movie_id == movie_id))
-                    source = source.where((count < limit) | there)
-                else:
-                    # SQLite parses "INSERT ... SELECT ... ON CONFLICT" only with a WHERE
-                    source = source.where(sa.true())
-                statement = module.insert(ratings).from_select(list(values), source)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[ratings.c.profile_id, ratings.c.movie_id],
-                    set_={"rating": statement.excluded.rating, "updated": statement.excluded.updated},
-                )
-                if not conn.execute(statement).rowcount:
+            upsert = _UPSERTS.get(dialect)
+            if upsert is not None:
+                limited = {**values, "limit": _NO_LIMIT if limit is None else limit}
+                if not conn.execute(upsert, limited).rowcount:
                     return None
             else:  # portable fallback: update, insert if nothing was there and there is room
                 done = conn.execute(
