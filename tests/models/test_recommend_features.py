@@ -132,6 +132,55 @@ def test_recommend_explains_each_pick(knn):
     assert all(set(b) <= {4, 5} for b in recs["because"])
 
 
+def test_picks_are_what_recommend_shows(knn, als):
+    for model in (knn, als):
+        for explain in (0, 2):
+            picks = model.picks(1, k=4, explain=explain)
+            frame = model.recommend(1, k=4, explain=explain)
+            assert picks.items.tolist() == frame["item"].tolist()
+            np.testing.assert_array_equal(picks.scores, frame["score"].to_numpy())
+            assert (picks.because is None) == (explain == 0)
+            if explain:
+                assert picks.because == frame["because"].tolist()
+        pairs = [(4, 5.0), (2, 1.0)]
+        picks = model.picks_for_ratings(pairs, k=3, genres=["Drama"], explain=1)
+        frame = model.recommend_for_ratings(pairs, k=3, genres=["Drama"], explain=1)
+        assert picks.items.tolist() == frame["item"].tolist() and picks.because == frame["because"].tolist()
+        assert set(picks.items) <= {5, 6}  # dramas, the rated drama excluded
+
+
+def test_picks_for_ratings_excludes_rated_movies_only_when_asked(als):
+    pairs = [(1, 5.0), (4, 5.0), (6, 2.0)]
+    assert not set(als.picks_for_ratings(pairs, k=6).items) & {1, 4, 6}
+    assert set(als.picks_for_ratings(pairs, k=6, exclude_rated=False).items) == {1, 2, 3, 4, 5, 6}
+    with pytest.raises(ConfigError, match="explain"):
+        als.picks_for_ratings(pairs, k=2, explain=-1)
+
+
+@pytest.mark.parametrize("n_rated", [5, 300])  # below and above the sort-whole-rows cut-off
+def test_because_keeps_the_strongest_positive_contributions_in_order(n_rated):
+    """Both branches of `_because` (sorting short rows, partitioning long ones) name, per target,
+    the rated movies with the largest positive contributions, strongest first, ties to the lower
+    position."""
+    from movierec.models import base
+
+    assert (n_rated > base._SORT_ROWS_UP_TO) == (n_rated == 300)
+    rng = np.random.default_rng(n_rated)
+    contributions = rng.choice([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0], size=(4, n_rated))
+
+    class Fixed(base.Recommender):
+        name = "fixed"
+
+    model = Fixed.__new__(Fixed)
+    model.items_ = ratings().items  # raw ids 1..6
+    model._contribution_matrix = lambda rated, values, targets: contributions
+    rated = np.arange(n_rated) % 6
+    why = model._because(rated, np.ones(n_rated), np.arange(4), 3)
+    for row, names in zip(contributions, why, strict=True):
+        order = [j for j in np.argsort(-row, kind="stable")[:3] if row[j] > 0]
+        assert names == [int(model.items_.ids[rated[j]]) for j in order]
+
+
 def test_cold_start_with_only_genres_gives_popular_matching_movies():
     model = create_model("item-knn-baseline", baseline_epochs=2).fit(ratings(), catalog=CATALOG)
     # a rating model's prior decides; with no ratings at all nothing is excluded

@@ -3,6 +3,7 @@ bad request a 4xx with a JSON error, tokens guarding profiles, admin endpoints b
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -171,6 +172,22 @@ def test_tokens_are_stored_hashed(client: TestClient, settings: Settings) -> Non
     with sqlite3.connect(database) as conn:
         dump = "\n".join(conn.iterdump())
     assert token not in dump
+
+
+def test_a_full_profile_refuses_new_movies_but_takes_changes(settings: Settings) -> None:
+    settings = dataclasses.replace(settings, max_profile_ratings=2)
+    with TestClient(create_app(settings)) as client:
+        profile, auth = new_profile(client)
+        for movie in (4, 5):
+            assert client.put(f"/api/profiles/{profile}/ratings/{movie}", json={"rating": 3},
+                              headers=auth).status_code == 200
+        error = assert_error(client.put(f"/api/profiles/{profile}/ratings/6", json={"rating": 3},
+                                        headers=auth), 422)
+        assert "at most 2 ratings" in error["message"]
+        assert client.put(f"/api/profiles/{profile}/ratings/5", json={"rating": 1},
+                          headers=auth).json()["rating"] == 1
+        body = client.get(f"/api/profiles/{profile}", headers=auth).json()
+        assert sorted((r["movie"]["item"], r["rating"]) for r in body["ratings"]) == [(4, 3.0), (5, 1.0)]
 
 
 def test_deleting_a_profile_removes_its_ratings(client: TestClient) -> None:

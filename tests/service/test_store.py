@@ -46,6 +46,46 @@ def test_concurrent_updates_of_one_rating_keep_one_row(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0][1] in {1.0, 2.0, 3.0, 4.0}
 
 
+def test_rating_limit_holds_under_concurrent_writers(tmp_path: Path) -> None:
+    """The limit check and the write are one statement: 8 threads racing to add 50 movies to a
+    profile limited to 10 leave exactly 10, and a rated movie can still be changed at the limit."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profile = store.create_profile()[0].id
+    start = threading.Barrier(8)
+
+    def write(worker: int) -> list[float | None]:
+        start.wait()
+        return [store.set_rating(profile, str(worker * 100 + n), 3.0, limit=10) for n in range(50)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for batch in pool.map(write, range(8)) for a in batch]
+    assert sum(a is not None for a in answers) == 10
+    stored = store.ratings(profile)
+    assert len(stored) == 10
+    movie = stored[0][0]
+    assert store.set_rating(profile, movie, 5.0, limit=10) is not None  # a change, not an addition
+    assert store.set_rating(profile, "new", 5.0, limit=10) is None
+    assert dict((m, r) for m, r, _ in store.ratings(profile))[movie] == 5.0
+    assert store.set_rating(profile, "new", 5.0) is not None  # no limit
+    store.close()
+
+
+def test_authenticated_ratings_is_authenticate_and_ratings(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profile, token = store.create_profile("al")
+    _other, other_token = store.create_profile()
+    assert store.authenticated_ratings(profile.id, token) == (profile, [])  # no ratings yet
+    store.set_rating(profile.id, "7", 4.0)
+    store.set_rating(profile.id, "3", 2.5)
+    found = store.authenticated_ratings(profile.id, token)
+    assert found is not None and found[0] == profile
+    assert found[1] == store.ratings(profile.id)
+    assert [(m, r) for m, r, _ in found[1]] == [("7", 4.0), ("3", 2.5)]  # oldest change first
+    for who, secret in ((profile.id, other_token), (profile.id, None), (profile.id, ""), ("nobody", token)):
+        assert store.authenticated_ratings(who, secret) is None
+    store.close()
+
+
 def test_wal_journal(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store.engine.connect() as conn:

@@ -31,7 +31,7 @@ import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,12 +42,35 @@ from movierec.errors import ConfigError, DataError, NotFittedError
 from movierec.models.rerank import mmr
 from movierec.models.topk import top_k
 
-__all__ = ["Callback", "Recommender", "check_int", "check_number", "parse_years"]
+__all__ = ["Callback", "Picks", "Recommender", "check_int", "check_number", "parse_years"]
 
 #: ``callback(event, info)``: progress from `fit` (``event`` like ``"epoch"``; ``info`` a dict).
 Callback = Callable[[str, dict[str, Any]], None]
 
 _BATCH = 1024
+
+
+class Picks(NamedTuple):
+    """A top-k answer as plain arrays (what `recommend` and `recommend_for_ratings` put in a frame;
+    the service serializes it directly, a frame per request costing more than the scoring).
+
+    Attributes:
+        items: raw movie ids, best first (len <= k).
+        scores: their scores, as `recommend` shows them (a rating model's clipped to the scale).
+        because: per movie, up to ``explain`` raw ids of rated movies that contributed most,
+            strongest first; None when no explanation was asked for.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    because: list[list[Any]] | None
+
+    def frame(self) -> pd.DataFrame:
+        """Columns ``item``, ``score`` and, with explanations, ``because``."""
+        out = pd.DataFrame({"item": self.items, "score": self.scores})
+        if self.because is not None:
+            out["because"] = self.because
+        return out
 
 
 class Recommender:
@@ -381,11 +404,6 @@ class Recommender:
         (after ranking, so the order is the unclipped one)."""
         return np.clip(scores, *self.scale_) if self.predicts_ratings else scores
 
-    def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-        keep = items >= 0
-        return pd.DataFrame({"item": self.items_.ids[items[keep]],
-                             "score": self._display_scores(scores[keep])})
-
     def recommend(
         self,
         user: Any,
@@ -410,18 +428,46 @@ class Recommender:
             UnknownIdError: if the user was not in training (use `recommend_for_ratings`).
             ConfigError: a bad k or filter.
         """
+        return self.picks(user, k, exclude_seen, genres=genres, exclude_genres=exclude_genres, years=years,
+                          min_ratings=min_ratings, diversity=diversity, explain=explain).frame()
+
+    def picks(
+        self,
+        user: Any,
+        k: int = 10,
+        exclude_seen: bool = True,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+        diversity: float = 0.0,
+        explain: int = 0,
+    ) -> Picks:
+        """`recommend` as plain arrays (`Picks`), for callers that serialize the answer themselves.
+
+        Raises:
+            UnknownIdError: if the user was not in training. ConfigError: a bad k or filter.
+        """
         _check_k(k)
+        check_int("explain", explain, low=0)
         self._require_fitted()
         index = self.users_.index(user)
         candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
                                          min_ratings=min_ratings)
         items, scores = self.recommend_indices(np.array([index]), k, exclude_seen, candidates,
                                                diversity)
-        frame = self._frame(items[0], scores[0])
-        if explain:
-            row = self.seen_[index]
-            frame["because"] = self._because(row.indices, row.data, items[0][items[0] >= 0], explain)
-        return frame
+        start, stop = self.seen_.indptr[index], self.seen_.indptr[index + 1]
+        return self._picks(items[0], scores[0], self.seen_.indices[start:stop],
+                           self.seen_.data[start:stop], explain)
+
+    def _picks(self, items: np.ndarray, scores: np.ndarray, rated: np.ndarray, ratings: np.ndarray,
+               explain: int) -> Picks:
+        """One user's top row (item indices, -1 = none) as `Picks`, explained by ``rated`` / ``ratings``."""
+        keep = items >= 0
+        chosen = items[keep]
+        because = self._because(rated, ratings, chosen, explain) if explain else None
+        return Picks(self.items_.ids[chosen], self._display_scores(scores[keep]), because)
 
     def recommend_batch(
         self,
@@ -509,22 +555,41 @@ class Recommender:
         Raises:
             ConfigError: if a rating lies outside the model's scale, or a bad k or filter.
         """
+        return self.picks_for_ratings(pairs, k, exclude_rated, genres=genres, exclude_genres=exclude_genres,
+                                      years=years, min_ratings=min_ratings, diversity=diversity,
+                                      explain=explain).frame()
+
+    def picks_for_ratings(
+        self,
+        pairs: Iterable[tuple[Any, float]],
+        k: int = 10,
+        exclude_rated: bool = True,
+        *,
+        genres: Iterable[str] | None = None,
+        exclude_genres: Iterable[str] | None = None,
+        years: tuple[int | None, int | None] | None = None,
+        min_ratings: int = 0,
+        diversity: float = 0.0,
+        explain: int = 0,
+    ) -> Picks:
+        """`recommend_for_ratings` as plain arrays (`Picks`).
+
+        Raises:
+            ConfigError: if a rating lies outside the model's scale, or a bad k or filter.
+        """
         _check_k(k)
         _check_diversity(diversity)
+        check_int("explain", explain, low=0)
         self._require_fitted()
         index, values = self._known_ratings(pairs)
         scores = self._fold_in_scores(index, values)
-        exclude = None
-        if exclude_rated and len(index):
-            exclude = sp.csr_matrix((np.ones(len(index)), (np.zeros(len(index), int), index)),
-                                    shape=(1, len(self.items_)))
-        candidates = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
-                                         min_ratings=min_ratings)
-        top, top_scores = self._select(scores[None, :], k, exclude, candidates, diversity)
-        frame = self._frame(top[0], top_scores[0])
-        if explain:
-            frame["because"] = self._because(index, values, top[0][top[0] >= 0], explain)
-        return frame
+        allowed = self.candidate_mask(genres=genres, exclude_genres=exclude_genres, years=years,
+                                      min_ratings=min_ratings)
+        if exclude_rated and len(index):  # one row: a mask is cheaper than a sparse exclusion matrix
+            allowed = np.ones(len(self.items_), dtype=bool) if allowed is None else allowed.copy()
+            allowed[index] = False
+        top, top_scores = self._select(scores[None, :], k, None, allowed, diversity)
+        return self._picks(top[0], top_scores[0], index, values, explain)
 
     # -- similar movies and explanations --------------------------------------------------------
     def similar_items(
@@ -576,11 +641,16 @@ class Recommender:
                  ) -> list[list[Any]]:
         """Per target, up to ``n`` raw ids of rated movies with the largest positive contribution."""
         check_int("explain", n, low=0)
-        if not len(rated) or not len(targets):
+        if not len(rated) or not len(targets) or not n:
             return [[] for _ in targets]
         contributions = self._contribution_matrix(rated, ratings, targets)
-        return [[self.items_.id_of(int(rated[j])) for j in _largest(row, n) if row[j] > 0]
-                for row in contributions]
+        if contributions.shape[1] <= _SORT_ROWS_UP_TO:  # a few ratings: one stable sort of the block
+            order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
+        else:  # a heavy user: partition each row rather than sort thousands of columns
+            order = np.stack([_largest(row, n) for row in contributions])
+        positive = np.take_along_axis(contributions, order, axis=1) > 0
+        ids = self.items_.ids[rated[order]]
+        return [row[keep].tolist() for row, keep in zip(ids, positive, strict=True)]
 
     def _explanation_frame(self, rated: np.ndarray, ratings: np.ndarray, target: int, n: int
                            ) -> pd.DataFrame:
@@ -699,6 +769,10 @@ def parse_years(text: str) -> tuple[int | None, int | None]:
     if span == (None, None):
         raise ConfigError(f"years must look like 1990-1999, 1995, 2000- or -1980, got {text!r}")
     return span
+
+
+#: `_because` sorts whole contribution rows up to this many rated movies, partitions them beyond.
+_SORT_ROWS_UP_TO = 256
 
 
 def _largest(values: np.ndarray, n: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from movierec.models.base import Recommender
+from movierec.models.base import Picks, Recommender
 
 __all__ = ["recommend_pairs", "recommend_user", "similar"]
 
@@ -20,21 +20,20 @@ BECAUSE = 3
 
 
 def recommend_user(model: Recommender, user: Any, k: int, *, genres: list[str] | None = None,
-                   years: Years = None, explain: bool = True) -> pd.DataFrame:
-    """Top-``k`` for a known user: frame ``item`` (raw id), ``score`` and, with ``explain``,
-    ``because`` (raw ids of the user's rated movies that contributed most).
+                   years: Years = None, explain: bool = True) -> Picks:
+    """Top-``k`` for a known user: raw ids, scores and, with ``explain``, ``because`` (raw ids of
+    the user's rated movies that contributed most).
 
     Raises:
         UnknownIdError: an unknown user. ConfigError: a bad filter.
     """
-    return model.recommend(user, k, genres=genres, years=years, explain=BECAUSE if explain else 0)
+    return model.picks(user, k, genres=genres, years=years, explain=BECAUSE if explain else 0)
 
 
 def recommend_pairs(model: Recommender, pairs: Pairs, k: int, *, genres: list[str] | None = None,
-                    years: Years = None, explain: bool = True) -> pd.DataFrame:
+                    years: Years = None, explain: bool = True) -> Picks:
     """As `recommend_user` for someone described by (movie, rating) pairs (fold-in)."""
-    return model.recommend_for_ratings(pairs, k, genres=genres, years=years,
-                                       explain=BECAUSE if explain else 0)
+    return model.picks_for_ratings(pairs, k, genres=genres, years=years, explain=BECAUSE if explain else 0)
 
 
 def similar(model: Recommender, movie: Any, k: int) -> pd.DataFrame:

@@ -49,6 +49,38 @@ ratings = sa.Table(
 )
 
 
+# The hot statements, built once with bound parameters: building a statement per call (its column
+# collections, its cache key) cost more than running it.
+_PROFILE = sa.select(profiles).where(profiles.c.id == sa.bindparam("profile_id"))
+_PROFILE_RATINGS = (
+    sa.select(profiles, ratings.c.movie_id, ratings.c.rating, ratings.c.updated)
+    .select_from(profiles.outerjoin(ratings, ratings.c.profile_id == profiles.c.id))
+    .where(profiles.c.id == sa.bindparam("profile_id"))
+    .order_by(ratings.c.updated, ratings.c.movie_id)
+)
+_RATING_FIELDS = ("profile_id", "movie_id", "rating", "updated")
+_NO_LIMIT = 2**62
+
+
+def _limited_upsert(module: Any) -> Any:
+    """``INSERT INTO ratings SELECT <row> WHERE <room> ON CONFLICT DO UPDATE`` for SQLite or
+    PostgreSQL (``module``: their dialect package): room means fewer than ``:limit`` ratings, or
+    this movie already rated."""
+    mine = ratings.c.profile_id == sa.bindparam("profile_id")
+    count = sa.select(sa.func.count()).select_from(ratings).where(mine).scalar_subquery()
+    there = sa.exists().where(mine & (ratings.c.movie_id == sa.bindparam("movie_id")))
+    row = sa.select(*(sa.bindparam(name, type_=ratings.c[name].type).label(name) for name in _RATING_FIELDS))
+    statement = module.insert(ratings).from_select(list(_RATING_FIELDS),
+                                                   row.where((count < sa.bindparam("limit")) | there))
+    return statement.on_conflict_do_update(
+        index_elements=[ratings.c.profile_id, ratings.c.movie_id],
+        set_={"rating": statement.excluded.rating, "updated": statement.excluded.updated},
+    )
+
+
+_UPSERTS = {"sqlite": _limited_upsert(sqlite), "postgresql": _limited_upsert(postgresql)}
+
+
 @dataclass(frozen=True)
 class Profile:
     id: str
@@ -115,12 +147,28 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(profiles).where(profiles.c.id == profile_id)).first()
+            row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
         # compare against a dummy digest when the profile is missing: same work either way
         expected = row.token_sha256 if row is not None else "0" * 64
         if not hmac.compare_digest(expected, _digest(token)) or row is None:
             return None
         return Profile(id=row.id, name=row.name, created=row.created)
+
+    def authenticated_ratings(self, profile_id: str, token: str | None
+                              ) -> tuple[Profile, list[tuple[str, float, float]]] | None:
+        """`authenticate` and `ratings` in one query (the profile joined with its ratings): what a
+        recommendation request needs, in one round trip. None for an unknown profile or wrong token."""
+        if not token:
+            return None
+        with self.engine.connect() as conn:
+            rows = conn.execute(_PROFILE_RATINGS, {"profile_id": profile_id}).all()
+        expected = rows[0].token_sha256 if rows else "0" * 64
+        if not hmac.compare_digest(expected, _digest(token)) or not rows:
+            return None
+        first = rows[0]
+        profile = Profile(id=first.id, name=first.name, created=first.created)
+        rated = [(r.movie_id, float(r.rating), float(r.updated)) for r in rows if r.movie_id is not None]
+        return profile, rated
 
     def delete_profile(self, profile_id: str) -> None:
         with self.engine.begin() as conn:
@@ -132,28 +180,35 @@ class Store:
             return int(conn.execute(sa.select(sa.func.count()).select_from(profiles)).scalar_one())
 
     # -- ratings ---------------------------------------------------------------------------------
-    def set_rating(self, profile_id: str, movie_id: str, rating: float) -> float:
-        """Add or change one rating (an upsert); returns the time stored."""
+    def set_rating(self, profile_id: str, movie_id: str, rating: float, *, limit: int | None = None
+                   ) -> float | None:
+        """Add or change one rating (an upsert); returns the time stored, or None when the profile
+        already holds ``limit`` ratings and this movie is not among them (nothing is written).
+
+        On SQLite and PostgreSQL the limit check and the write are one statement (``INSERT ...
+        SELECT ... WHERE room ... ON CONFLICT DO UPDATE``), so concurrent writers cannot overshoot
+        the limit and nothing else can interleave; elsewhere a count precedes the write.
+        """
         now = time.time()
-        values = {"profile_id": profile_id, "movie_id": str(movie_id), "rating": float(rating),
-                  "updated": now}
+        movie_id = str(movie_id)
+        values = {"profile_id": profile_id, "movie_id": movie_id, "rating": float(rating), "updated": now}
+        mine = ratings.c.profile_id == profile_id
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
-            if dialect in ("sqlite", "postgresql"):
-                module = sqlite if dialect == "sqlite" else postgresql
-                statement = module.insert(ratings).values(**values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[ratings.c.profile_id, ratings.c.movie_id],
-                    set_={"rating": statement.excluded.rating, "updated": statement.excluded.updated},
-                )
-                conn.execute(statement)
-            else:  # portable fallback: update, insert if nothing was there
+            upsert = _UPSERTS.get(dialect)
+            if upsert is not None:
+                limited = {**values, "limit": _NO_LIMIT if limit is None else limit}
+                if not conn.execute(upsert, limited).rowcount:
+                    return None
+            else:  # portable fallback: update, insert if nothing was there and there is room
                 done = conn.execute(
-                    ratings.update()
-                    .where((ratings.c.profile_id == profile_id) & (ratings.c.movie_id == str(movie_id)))
+                    ratings.update().where(mine & (ratings.c.movie_id == movie_id))
                     .values(rating=float(rating), updated=now)
                 ).rowcount
                 if not done:
+                    count = sa.select(sa.func.count()).select_from(ratings).where(mine)
+                    if limit is not None and conn.execute(count).scalar_one() >= limit:
+                        return None
                     conn.execute(ratings.insert().values(**values))
         return now
 

@@ -1,22 +1,32 @@
-"""Frames from the model -> plain dicts shaped like the response models."""
+"""Model answers -> plain dicts shaped like the response models, and JSON bytes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from movierec.models.base import Picks
 from movierec.service.state import Loaded
 
-__all__ = ["json_response", "recommendations", "scored", "to_json"]
+__all__ = ["dump", "json_response", "recommendations", "scored", "to_json"]
 
 
 def to_json(model: type[BaseModel], payload: dict[str, Any]) -> bytes:
     """``payload`` validated by the endpoint's response model and serialized: what FastAPI would
     send, done once so a cached answer is sent as it is."""
     return model.model_validate(payload).model_dump_json().encode()
+
+
+def dump(payload: dict[str, Any]) -> bytes:
+    """``payload`` serialized without validation, for the hot recommendation endpoints: their
+    payloads are built here from plain ints, floats and strings in the response models' shapes
+    (the API tests and the schema fuzz check them against the schema), and validating a nested
+    answer of k movies cost more than scoring it. NaN or infinity is an error, not invalid JSON."""
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def json_response(body: bytes) -> Response:
@@ -30,13 +40,13 @@ def scored(loaded: Loaded, frame: pd.DataFrame) -> list[dict[str, Any]]:
             for item, score in zip(frame["item"].tolist(), frame["score"].tolist(), strict=True)]
 
 
-def recommendations(loaded: Loaded, frame: pd.DataFrame, rated: dict[Any, float]) -> list[dict[str, Any]]:
-    """Scored rows with ``because`` (raw ids, if the frame has the column) -> [{movie, score,
-    because: [{movie, rating}]}], ratings looked up in ``rated`` (raw id -> rating)."""
-    rows = scored(loaded, frame)
-    reasons = frame["because"].tolist() if "because" in frame else [[] for _ in rows]
+def recommendations(loaded: Loaded, picks: Picks, rated: dict[Any, float]) -> list[dict[str, Any]]:
+    """Picks -> [{movie, score, because: [{movie, rating}]}], ratings looked up in ``rated``
+    (raw id -> rating); ``because`` is empty without explanations."""
     movie = loaded.movie
-    for row, because in zip(rows, reasons, strict=True):
-        row["because"] = [{"movie": movie(item), "rating": float(rated[item])} for item in because
-                          if item in rated]
-    return rows
+    reasons = picks.because if picks.because is not None else [()] * len(picks.items)
+    rows = zip(picks.items.tolist(), picks.scores.tolist(), reasons, strict=True)
+    return [{"movie": movie(item), "score": round(float(score), 6),
+             "because": [{"movie": movie(raw), "rating": float(rated[raw])} for raw in because
+                         if raw in rated]}
+            for item, score, because in rows]

@@ -7,7 +7,6 @@ from collections import defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from movierec.service import model_api, views
 from movierec.service.deps import (
@@ -19,6 +18,8 @@ from movierec.service.deps import (
     StateDep,
     YearsQuery,
     check_profile,
+    check_profile_ratings,
+    in_store,
     parse_filters,
 )
 from movierec.service.errors import ApiError
@@ -32,7 +33,6 @@ from movierec.service.schemas import (
     RatingIn,
 )
 from movierec.service.state import Loaded
-from movierec.service.store import Profile
 
 router = APIRouter(prefix="/api/profiles", tags=["profiles"])
 
@@ -95,15 +95,17 @@ def _check_rating(loaded: Loaded, value: float) -> None:
 
 @router.put("/{profile_id}/ratings/{movie_id}", response_model=ProfileRatingOut, responses=_AUTH,
             summary="Add or change a rating")
-def put_rating(movie_id: str, body: RatingIn, profile: ProfileDep, state: StateDep,
-               loaded: LoadedDep) -> dict[str, Any]:
+async def put_rating(request: Request, profile_id: str, movie_id: str, body: RatingIn, credentials: BearerDep
+                     ) -> dict[str, Any]:
+    state = request.app.state.service
+    loaded = state.loaded
+    profile = await in_store(state, check_profile, state, profile_id, credentials)
     raw = loaded.movie_id(movie_id)
     _check_rating(loaded, body.rating)
     limit = state.settings.max_profile_ratings
-    if state.store.count_ratings(profile.id) >= limit and not any(
-            m == str(raw) for m, _, _ in state.store.ratings(profile.id)):
+    updated = await in_store(state, state.store.set_rating, profile.id, str(raw), body.rating, limit=limit)
+    if updated is None:
         raise ApiError(422, f"a profile holds at most {limit} ratings")
-    updated = state.store.set_rating(profile.id, str(raw), body.rating)
     return {"movie": loaded.movie(raw), "rating": body.rating, "updated": updated}
 
 
@@ -125,22 +127,16 @@ async def recommendations(request: Request, profile_id: str, credentials: Bearer
     loaded = state.loaded
     filters = parse_filters(loaded, state.settings.max_k, k, genres, years)
 
-    def read() -> tuple[Profile, list[tuple[str, float, float]]]:
-        profile = check_profile(state, profile_id, credentials)
-        return profile, state.store.ratings(profile.id)
-
-    # SQLite reads under WAL never wait for writers and take ~0.2 ms: inline beats a thread-pool hop
-    # (and the GIL convoy of dozens of pool threads). A network database goes through the pool.
-    profile, stored = read() if state.store.is_sqlite else await run_in_threadpool(read)
+    profile, stored = await in_store(state, check_profile_ratings, state, profile_id, credentials)
     pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, stored)]
     # the answer depends only on the ratings, so a changed rating is a new key
     key = ("profile", profile.id, tuple(pairs), filters.key(), explain)
     answer = loaded.cache.get(key)
     if answer is None:
-        frame = model_api.recommend_pairs(loaded.model, pairs, filters.k, genres=filters.genres,
+        picks = model_api.recommend_pairs(loaded.model, pairs, filters.k, genres=filters.genres,
                                           years=filters.years, explain=explain)
-        answer = views.to_json(ProfileRecommendationsOut, {
+        answer = views.dump({
             "profile": profile.id, "rated": len(pairs), "k": filters.k, "filters": filters.public(),
-            "recommendations": views.recommendations(loaded, frame, dict(pairs))})
+            "recommendations": views.recommendations(loaded, picks, dict(pairs))})
         loaded.cache.put(key, answer)
     return views.json_response(answer)

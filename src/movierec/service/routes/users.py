@@ -50,14 +50,14 @@ async def recommendations(request: Request, user_id: str, k: KQuery = 10, genres
     key = ("user", raw, filters.key(), explain)
     answer = loaded.cache.get(key)
     if answer is None:
-        frame = model_api.recommend_user(loaded.model, raw, filters.k, genres=filters.genres,
+        picks = model_api.recommend_user(loaded.model, raw, filters.k, genres=filters.genres,
                                          years=filters.years, explain=explain)
         rated: dict[Any, float] = {}
         if explain:
             history = loaded.model.user_history(raw)
             rated = dict(zip(history["item"].tolist(), history["rating"].tolist(), strict=True))
-        answer = views.to_json(UserRecommendationsOut, {
+        answer = views.dump({
             "user": raw, "k": filters.k, "filters": filters.public(),
-            "recommendations": views.recommendations(loaded, frame, rated)})
+            "recommendations": views.recommendations(loaded, picks, rated)})
         loaded.cache.put(key, answer)
     return views.json_response(answer)
