@@ -45,7 +45,8 @@ SPLITS = {  # key -> (dataset, split spec, BENCHMARKS.md name)
     "ml100k": ("ml-100k", "user-ratio:0.75:42", "ml100k-strat75"),
     "mlsmall": ("ml-latest-small", "user-ratio:0.8:42", "mlsmall-strat80"),
 }
-RANKING = ["popularity", "item-knn", "ials", "ease", "gf-cf", "blend", "ltr", "bpr", "mult-vae", "content", "hybrid"]
+RANKING = ["popularity", "item-knn", "ials", "ease", "gf-cf", "blend", "ltr", "bpr", "mult-vae", "content",
+           "hybrid"]
 # The strongest rating predictors, ranked by predicted rating (the protocol's point: they rank poorly).
 RATING = ["bayesian-mf", "biased-mf-als", "item-knn-baseline", "bias"]
 PEERS = ["implicit:als", "implicit:bpr", "lenskit:implicit-mf", "lenskit:item-knn"]
