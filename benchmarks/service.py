@@ -13,7 +13,8 @@ request when the previous answer arrives (closed loop). Scenarios, each after a 
   known-plain: the same with ``explain=false``;
 - live: each client is one person on the web page with a profile of 20 stored ratings: it rates a
   random movie (``PUT /api/profiles/{id}/ratings/{movie}``, row live-rate) and then reads its
-  recommendations (``GET /api/profiles/{id}/recommendations?k=10``, row fold-in), over and over.
+  recommendations (``GET /api/profiles/{id}/recommendations?k=10``, row fold-in), over and over
+  (half the clients start with the read).
   Every fold-in answer is computed (the ratings just changed: SQLite read, fold-in, explanations);
 - rate: ``PUT`` only, clients sharing the 50 profiles; afterwards a check that no answered write is
   missing from the store.
@@ -196,7 +197,9 @@ async def _scenarios(port: int, info: dict, clients: int, seconds: float) -> dic
         # one person per client on the web page: rate a movie, then read the updated recommendations
         # (folded in from the changed ratings: never an answer seen before)
         profile, auth = profiles[client % len(profiles)]
-        if step % 2 == 0:
+        # half the clients start with a read: people do not act in lockstep, and clients that all
+        # start on the same step stay in phase (a burst of writes, then a burst of fold-ins)
+        if (step + client) % 2 == 0:
             return rating_request(profile, auth, r, "live-rate")
         return "fold-in", "GET", f"/api/profiles/{profile}/recommendations?k=10", auth, b"", None
 
