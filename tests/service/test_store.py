@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from movierec.errors import ConfigError
@@ -46,10 +48,29 @@ def test_concurrent_updates_of_one_rating_keep_one_row(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0][1] in {1.0, 2.0, 3.0, 4.0}
 
 
-def test_rating_limit_holds_under_concurrent_writers(tmp_path: Path) -> None:
-    """The limit check and the write are one statement: 8 threads racing to add 50 movies to a
-    profile limited to 10 leave exactly 10, and a rated movie can still be changed at the limit."""
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+def _store_urls() -> list[str]:
+    """SQLite always; a PostgreSQL server too when MOVIEREC_TEST_POSTGRES_URL names one (a SQLAlchemy
+    URL; its profiles and ratings tables are emptied)."""
+    url = os.environ.get("MOVIEREC_TEST_POSTGRES_URL")
+    return ["sqlite"] + ([url] if url else [])
+
+
+def _open(url: str, tmp_path: Path) -> Store:
+    if url == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ratings"))
+        conn.execute(sa.text("DELETE FROM profiles"))
+    return store
+
+
+@pytest.mark.parametrize("url", _store_urls())
+def test_rating_limit_holds_under_concurrent_writers(url: str, tmp_path: Path) -> None:
+    """The limit check and the write are one statement (after a row lock on PostgreSQL): 8 threads
+    racing to add 50 movies to a profile limited to 10 leave exactly 10, and a rated movie can still
+    be changed at the limit."""
+    store = _open(url, tmp_path)
     profile = store.create_profile()[0].id
     start = threading.Barrier(8)
 
@@ -70,8 +91,9 @@ def test_rating_limit_holds_under_concurrent_writers(tmp_path: Path) -> None:
     store.close()
 
 
-def test_authenticated_ratings_is_authenticate_and_ratings(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+@pytest.mark.parametrize("url", _store_urls())
+def test_authenticated_ratings_is_authenticate_and_ratings(url: str, tmp_path: Path) -> None:
+    store = _open(url, tmp_path)
     profile, token = store.create_profile("al")
     _other, other_token = store.create_profile()
     assert store.authenticated_ratings(profile.id, token) == (profile, [])  # no ratings yet

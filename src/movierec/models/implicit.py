@@ -201,9 +201,10 @@ class _ImplicitFactors(Recommender):
         return item_index[keep], values[keep]
 
     def _items64(self) -> tuple[np.ndarray, np.ndarray]:
-        """Item factors and biases in float64, cached. Scores are computed in float64 because they
-        sit near 0 (no rating offset to hide rounding): a float32 matrix product of a batch and of a
-        single user would round differently in the 7th digit."""
+        """Item factors and biases in float64, cached. Known users' scores are computed in float64
+        because they sit near 0 (no rating offset to hide rounding): a float32 matrix product of a
+        batch and of a single user would round differently in the 7th digit. A folded-in user's
+        scores are the exception (`_scores_for`): they are never compared with a batch's."""
         cached = getattr(self, "_items64_cache", None)
         if cached is None or cached[0] is not self.item_factors_ or cached[1] is not self.item_bias_:
             cached = (self.item_factors_, self.item_bias_, self.item_factors_.astype(np.float64),

@@ -83,10 +83,12 @@ def check_profile_ratings(state: ServiceState, profile_id: str,
 async def in_store(state: ServiceState, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a store function: inline on the event loop for SQLite, through the thread pool otherwise.
 
-    A local SQLite call takes ~0.1-0.3 ms: WAL readers never wait, and this process's writes come one
-    at a time from the loop, so only another process writing the same file could make one wait. A
+    A local SQLite call takes ~0.1-0.3 ms: WAL readers never wait, and every route writes through
+    here, so this process's writes come one at a time from the loop and never wait for each other. A
     thread-pool hop costs more than that, and dozens of pool threads fighting for the GIL delayed
-    writes by hundreds of milliseconds under load. A network database's round trips go to the pool.
+    writes by hundreds of milliseconds under load. The service assumes it is the only process
+    writing its SQLite file: another writer would make the loop wait for the lock (up to the store's
+    busy timeout). A network database's round trips go to the pool.
     """
     if state.store.is_sqlite:
         return function(*args, **kwargs)

@@ -59,7 +59,7 @@ _PROFILE_RATINGS = (
     .order_by(ratings.c.updated, ratings.c.movie_id)
 )
 _RATING_FIELDS = ("profile_id", "movie_id", "rating", "updated")
-_NO_LIMIT = 2**62
+_NO_LIMIT = 2**31 - 1  # the :limit parameter is typed like count(*): a 32-bit integer on PostgreSQL
 
 
 def _limited_upsert(module: Any) -> Any:
@@ -186,8 +186,8 @@ class Store:
         already holds ``limit`` ratings and this movie is not among them (nothing is written).
 
         On SQLite and PostgreSQL the limit check and the write are one statement (``INSERT ...
-        SELECT ... WHERE room ... ON CONFLICT DO UPDATE``), so concurrent writers cannot overshoot
-        the limit and nothing else can interleave; elsewhere a count precedes the write.
+        SELECT ... WHERE room ... ON CONFLICT DO UPDATE``; on PostgreSQL after locking the profile's
+        row), so concurrent writers cannot overshoot the limit; elsewhere a count precedes the write.
         """
         now = time.time()
         movie_id = str(movie_id)
@@ -196,6 +196,11 @@ class Store:
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
             upsert = _UPSERTS.get(dialect)
+            if dialect == "postgresql":
+                # under READ COMMITTED each writer's count(*) sees only its own snapshot: lock the
+                # profile's row first so writers to one profile take turns (SQLite's single write
+                # lock already does this)
+                conn.execute(sa.select(profiles.c.id).where(profiles.c.id == profile_id).with_for_update())
             if upsert is not None:
                 limited = {**values, "limit": _NO_LIMIT if limit is None else limit}
                 if not conn.execute(upsert, limited).rowcount:

@@ -65,8 +65,9 @@ def _genre_profile(loaded: Loaded, pairs: list[tuple[Any, float, float]]) -> lis
 
 @router.post("", response_model=ProfileCreatedOut, status_code=201,
              summary="Create a profile; the answer holds its secret token (shown once)")
-def create(state: StateDep, body: Annotated[ProfileIn | None, Body()] = None) -> dict[str, Any]:
-    profile, token = state.store.create_profile(body.name if body is not None else None)
+async def create(state: StateDep, body: Annotated[ProfileIn | None, Body()] = None) -> dict[str, Any]:
+    name = body.name if body is not None else None
+    profile, token = await in_store(state, state.store.create_profile, name)
     return {"id": profile.id, "token": token, "name": profile.name, "created": profile.created}
 
 
@@ -82,8 +83,9 @@ def read(profile: ProfileDep, state: StateDep, loaded: LoadedDep) -> dict[str, A
 
 @router.delete("/{profile_id}", status_code=204, responses=_AUTH,
                summary="Delete the profile and its ratings")
-def delete(profile: ProfileDep, state: StateDep) -> Response:
-    state.store.delete_profile(profile.id)
+async def delete(profile_id: str, state: StateDep, credentials: BearerDep) -> Response:
+    profile = await in_store(state, check_profile, state, profile_id, credentials)
+    await in_store(state, state.store.delete_profile, profile.id)
     return Response(status_code=204)
 
 
@@ -111,9 +113,11 @@ async def put_rating(request: Request, profile_id: str, movie_id: str, body: Rat
 
 @router.delete("/{profile_id}/ratings/{movie_id}", status_code=204, responses=_AUTH,
                summary="Remove a rating")
-def delete_rating(movie_id: str, profile: ProfileDep, state: StateDep, loaded: LoadedDep) -> Response:
+async def delete_rating(profile_id: str, movie_id: str, state: StateDep, credentials: BearerDep,
+                        loaded: LoadedDep) -> Response:
+    profile = await in_store(state, check_profile, state, profile_id, credentials)
     raw = loaded.movie_id(movie_id)
-    if not state.store.delete_rating(profile.id, str(raw)):
+    if not await in_store(state, state.store.delete_rating, profile.id, str(raw)):
         raise ApiError(404, f"this profile has not rated movie {movie_id}")
     return Response(status_code=204)
 
