@@ -181,6 +181,15 @@ def test_because_keeps_the_strongest_positive_contributions_in_order(n_rated):
         assert names == [int(model.items_.ids[rated[j]]) for j in order]
 
 
+def test_predict_by_rows_reads_whole_rows_a_block_at_a_time(als):
+    users = np.array([3, 0, -1, 3, 8, 2, 0, 5])
+    items = np.array([1, 4, 2, -1, 0, 5, 1, 3])
+    rows = als._score_users(np.arange(len(als.users_)))
+    expected = np.where((users >= 0) & (items >= 0), rows[np.maximum(users, 0), np.maximum(items, 0)], 0.0)
+    for block in (1, 2, 3, 1024):  # users split across blocks, repeated users in several
+        np.testing.assert_allclose(als._predict_by_rows(users, items, block), expected, rtol=1e-12)
+
+
 def test_cold_start_with_only_genres_gives_popular_matching_movies():
     model = create_model("item-knn-baseline", baseline_epochs=2).fit(ratings(), catalog=CATALOG)
     # a rating model's prior decides; with no ratings at all nothing is excluded

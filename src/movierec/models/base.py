@@ -399,6 +399,22 @@ class Recommender:
             scores[start : start + len(block)] = top_scores
         return items, scores
 
+    def _predict_by_rows(self, user_index: np.ndarray, item_index: np.ndarray, block: int = 1024
+                         ) -> np.ndarray:
+        """`_predict` for models whose scores exist only as whole rows (per-user z-scores, blends):
+        each distinct known user's row from `_score_users`, ``block`` users at a time (bounding the
+        dense (block, n_items) scores), read at the pairs' items; 0 where the user or item is -1."""
+        user_index = np.asarray(user_index, dtype=np.int64)
+        item_index = np.asarray(item_index, dtype=np.int64)
+        scores = np.zeros(len(user_index))
+        pairs = np.flatnonzero((user_index >= 0) & (item_index >= 0))
+        users, row = np.unique(user_index[pairs], return_inverse=True)
+        for start in range(0, len(users), block):
+            chunk = users[start : start + block]
+            mine = (row >= start) & (row < start + len(chunk))
+            scores[pairs[mine]] = self._score_users(chunk)[row[mine] - start, item_index[pairs[mine]]]
+        return scores
+
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Scores as returned to callers: a rating model's are clipped to the scale like `predict`
         (after ranking, so the order is the unclipped one)."""

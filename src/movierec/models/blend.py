@@ -44,9 +44,6 @@ from movierec.models.interactions import check_interaction_params
 
 __all__ = ["Blend"]
 
-_PAIR_USERS = 1024  # users per step in `_predict`: bounds the dense (users x n_items) blocks
-
-
 class Blend(Recommender):
     """Weighted blend of registered ranking models' per-user z-scores (see the module docstring).
 
@@ -155,17 +152,7 @@ class Blend(Recommender):
         return self._blend([model._score_users(user_index) for model in self.members_])
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        user_index = np.asarray(user_index, dtype=np.int64)
-        item_index = np.asarray(item_index, dtype=np.int64)
-        scores = np.zeros(len(user_index))
-        pairs = np.flatnonzero((user_index >= 0) & (item_index >= 0))
-        users, row = np.unique(user_index[pairs], return_inverse=True)
-        # z-scores need whole rows: score the distinct users a block at a time
-        for start in range(0, len(users), _PAIR_USERS):
-            block = users[start : start + _PAIR_USERS]
-            mine = (row >= start) & (row < start + len(block))
-            scores[pairs[mine]] = self._score_users(block)[row[mine] - start, item_index[pairs[mine]]]
-        return scores
+        return self._predict_by_rows(user_index, item_index)  # z-scores need whole rows
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         item_index = np.asarray(item_index, dtype=np.int64)

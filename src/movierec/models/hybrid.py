@@ -179,14 +179,7 @@ class HybridRecommender(Recommender):
                            self.content_._score_users(user_index))
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        user_index = np.asarray(user_index, dtype=np.int64)
-        item_index = np.asarray(item_index, dtype=np.int64)
-        scores = np.zeros(len(user_index))
-        pairs = np.flatnonzero((user_index >= 0) & (item_index >= 0))
-        if len(pairs):
-            users, row = np.unique(user_index[pairs], return_inverse=True)
-            scores[pairs] = self._score_users(users)[row, item_index[pairs]]
-        return scores
+        return self._predict_by_rows(user_index, item_index)  # z-scores need whole rows
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         item_index = np.asarray(item_index, dtype=np.int64)

@@ -347,16 +347,7 @@ class LearnedBlend(Recommender):
         return self._combine([m._score_users(user_index) for m in self.blend_.members_], user_index)
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        user_index = np.asarray(user_index, dtype=np.int64)
-        item_index = np.asarray(item_index, dtype=np.int64)
-        scores = np.zeros(len(user_index))
-        pairs = np.flatnonzero((user_index >= 0) & (item_index >= 0))
-        users, row = np.unique(user_index[pairs], return_inverse=True)
-        for start in range(0, len(users), _USER_BLOCK):  # z-scores need whole rows
-            block = users[start : start + _USER_BLOCK]
-            mine = (row >= start) & (row < start + len(block))
-            scores[pairs[mine]] = self._score_users(block)[row[mine] - start, item_index[pairs[mine]]]
-        return scores
+        return self._predict_by_rows(user_index, item_index, _USER_BLOCK)  # z-scores need whole rows
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         item_index = np.asarray(item_index, dtype=np.int64)
