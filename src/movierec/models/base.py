@@ -655,8 +655,8 @@ class Recommender:
 
     def _because(self, rated: np.ndarray, ratings: np.ndarray, targets: np.ndarray, n: int
                  ) -> list[list[Any]]:
-        """Per target, up to ``n`` raw ids of rated movies with the largest positive contribution."""
-        check_int("explain", n, low=0)
+        """Per target, up to ``n`` raw ids of rated movies with the largest positive contribution
+        (``n`` already checked by `picks` / `picks_for_ratings`, the only callers)."""
         if not len(rated) or not len(targets) or not n:
             return [[] for _ in targets]
         contributions = self._contribution_matrix(rated, ratings, targets)

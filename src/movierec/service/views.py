@@ -7,24 +7,17 @@ from typing import Any
 
 import pandas as pd
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from movierec.models.base import Picks
 from movierec.service.state import Loaded
 
-__all__ = ["dump", "json_response", "recommendations", "scored", "to_json"]
-
-
-def to_json(model: type[BaseModel], payload: dict[str, Any]) -> bytes:
-    """``payload`` validated by the endpoint's response model and serialized: what FastAPI would
-    send, done once so a cached answer is sent as it is."""
-    return model.model_validate(payload).model_dump_json().encode()
+__all__ = ["dump", "json_response", "recommendations", "scored"]
 
 
 def dump(payload: dict[str, Any]) -> bytes:
     """``payload`` serialized without validation, for the hot recommendation endpoints: their
     payloads are built here from plain ints, floats and strings in the response models' shapes
-    (the API tests and the schema fuzz check them against the schema), and validating a nested
+    (an API test checks them against a round trip through those models), and validating a nested
     answer of k movies cost more than scoring it. NaN or infinity is an error, not invalid JSON."""
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
