@@ -188,6 +188,11 @@ def test_a_full_profile_refuses_new_movies_but_takes_changes(settings: Settings)
                           headers=auth).json()["rating"] == 1
         body = client.get(f"/api/profiles/{profile}", headers=auth).json()
         assert sorted((r["movie"]["item"], r["rating"]) for r in body["ratings"]) == [(4, 3.0), (5, 1.0)]
+        # the token is checked in the write: a wrong one is a 404 even where the profile is full
+        _, other_auth = new_profile(client)
+        for movie in (5, 6):
+            assert_error(client.put(f"/api/profiles/{profile}/ratings/{movie}", json={"rating": 3},
+                                    headers=other_auth), 404)
 
 
 def test_deleting_a_profile_removes_its_ratings(client: TestClient) -> None:

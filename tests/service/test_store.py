@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from movierec.errors import ConfigError
 from movierec.service import Settings, create_app
+from movierec.service import store as store_module
 from movierec.service.store import Store
 
 
@@ -88,6 +89,30 @@ def test_rating_limit_holds_under_concurrent_writers(url: str, tmp_path: Path) -
     assert store.set_rating(profile, "new", 5.0, limit=10) is None
     assert dict((m, r) for m, r, _ in store.ratings(profile))[movie] == 5.0
     assert store.set_rating(profile, "new", 5.0) is not None  # no limit
+    store.close()
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["one-statement", "portable"])
+@pytest.mark.parametrize("url", _store_urls())
+def test_a_token_checked_write_needs_the_profiles_token(url: str, portable: bool, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``set_rating(..., token=)`` writes only with the profile's own token; without room it writes
+    nothing either way. ``portable``: the checks another database's dialect runs (no upsert)."""
+    if portable:
+        monkeypatch.setattr(store_module, "_UPSERTS", {})
+    store = _open(url, tmp_path)
+    profile, token = store.create_profile()
+    _other, other_token = store.create_profile()
+    assert store.set_rating(profile.id, "1", 4.0, token=token, limit=2) is not None
+    for wrong in (other_token, "x" * 43):
+        assert store.set_rating(profile.id, "1", 1.0, token=wrong, limit=2) is None  # no change
+        assert store.set_rating(profile.id, "2", 1.0, token=wrong, limit=2) is None  # no addition
+    assert store.set_rating("nobody", "2", 1.0, token=token) is None
+    assert store.set_rating(profile.id, "2", 2.0, token=token, limit=2) is not None
+    assert store.set_rating(profile.id, "3", 2.0, token=token, limit=2) is None  # full
+    assert store.set_rating(profile.id, "2", 3.0, token=token, limit=2) is not None  # a change
+    assert [(m, r) for m, r, _ in store.ratings(profile.id)] == [("1", 4.0), ("2", 3.0)]
+    assert store.ratings("nobody") == [] and store.ratings(_other.id) == []
     store.close()
 
 

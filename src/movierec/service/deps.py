@@ -20,8 +20,8 @@ from movierec.service.errors import ApiError
 from movierec.service.state import Loaded, ServiceState
 from movierec.service.store import Profile
 
-__all__ = ["BearerDep", "Filters", "LoadedDep", "StateDep", "admin", "check_profile", "check_profile_ratings",
-           "get_state", "in_store", "parse_filters", "profile_auth"]
+__all__ = ["BearerDep", "Filters", "LoadedDep", "StateDep", "admin", "check_credentials", "check_profile",
+           "check_profile_ratings", "get_state", "in_store", "parse_filters", "profile_auth"]
 
 T = TypeVar("T")
 
@@ -52,7 +52,8 @@ def profile_auth(profile_id: str, state: StateDep, credentials: BearerDep) -> Pr
     return check_profile(state, profile_id, credentials)
 
 
-def _check_credentials(profile_id: str, credentials: HTTPAuthorizationCredentials | None) -> None:
+def check_credentials(profile_id: str, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Raises ApiError 401 without a token, 404 for an id no profile can have."""
     if credentials is None or not credentials.credentials:
         raise ApiError(401, "this profile needs its token: send `Authorization: Bearer <token>`")
     if len(profile_id) > 64:
@@ -62,7 +63,7 @@ def _check_credentials(profile_id: str, credentials: HTTPAuthorizationCredential
 def check_profile(state: ServiceState, profile_id: str, credentials: HTTPAuthorizationCredentials | None
                   ) -> Profile:
     """`profile_auth` as a plain function. Raises ApiError 401 (no token) or 404."""
-    _check_credentials(profile_id, credentials)
+    check_credentials(profile_id, credentials)
     profile = state.store.authenticate(profile_id, credentials.credentials)
     if profile is None:  # unknown id and wrong token look the same: ids cannot be probed
         raise ApiError(404, "no profile with this id and token")
@@ -73,7 +74,7 @@ def check_profile_ratings(state: ServiceState, profile_id: str,
                           credentials: HTTPAuthorizationCredentials | None
                           ) -> tuple[Profile, list[tuple[str, float, float]]]:
     """`check_profile` and the profile's stored ratings, in one query. Raises ApiError 401 or 404."""
-    _check_credentials(profile_id, credentials)
+    check_credentials(profile_id, credentials)
     found = state.store.authenticated_ratings(profile_id, credentials.credentials)
     if found is None:
         raise ApiError(404, "no profile with this id and token")
