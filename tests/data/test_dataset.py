@@ -214,6 +214,27 @@ def test_vocabulary_from_values_agrees_with_numpy_unique(values: list) -> None:
         assert r.user_ids.tolist() == array.tolist()
 
 
+_LETTERS = st.text(alphabet="abcxyz019", max_size=3)
+
+
+@given(st.one_of(
+    st.tuples(st.lists(st.integers(-5, 50), min_size=1, max_size=40, unique=True),
+              st.lists(st.one_of(st.integers(-8, 55), st.floats(-8, 55)), min_size=1, max_size=20)),
+    st.tuples(st.lists(_LETTERS, min_size=1, max_size=40, unique=True),
+              st.lists(st.one_of(_LETTERS, st.integers(0, 9)), min_size=1, max_size=20)),
+))
+def test_few_ids_are_looked_up_like_many(case: tuple[list, list]) -> None:
+    """A few ids go through a dict, many through the pandas index: the same answers, -1 for
+    unknowns (as arrays: numbers equal to an integer id find it, other values find string ids)."""
+    ids, wanted = case
+    vocab = Vocabulary(ids)
+    values = np.asarray(wanted) if isinstance(ids[0], int) else np.asarray([str(w) for w in wanted])
+    few = vocab.indices(values, missing="mask")
+    many = vocab.indices(np.tile(values, 300), missing="mask")
+    assert many.tolist() == few.tolist() * 300
+    assert few.tolist() == [ids.index(v) if v in ids else -1 for v in values.tolist()]
+
+
 def test_text_that_cannot_name_an_integer_id_is_unknown() -> None:
     vocab = Vocabulary.from_values([1, 2, 3], "movie")
     assert vocab.indices(np.array(["abc", "2", " 3 "]), missing="mask").tolist() == [-1, 1, 2]

@@ -25,6 +25,10 @@ from movierec.errors import DataError, UnknownIdError
 __all__ = ["Catalog", "Dataset", "Ratings", "Users", "Vocabulary", "split_title_year"]
 
 
+# Up to this many ids, `Vocabulary.indices` looks them up in a dict (a fold-in's few ratings).
+_FEW = 256
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     if array.flags.writeable:
@@ -67,7 +71,7 @@ class Vocabulary:
 
     def __contains__(self, raw: Any) -> bool:
         try:
-            return bool(self._index.get_indexer([self._coerce(raw)])[0] >= 0)
+            return self._positions.get(self._coerce(raw), -1) >= 0
         except (TypeError, ValueError):
             return False
 
@@ -104,7 +108,7 @@ class Vocabulary:
             UnknownIdError: if the id is not in the vocabulary.
         """
         try:
-            position = int(self._index.get_indexer([self._coerce(raw)])[0])
+            position = self._positions.get(self._coerce(raw), -1)
         except (TypeError, ValueError):
             position = -1
         if position < 0:
@@ -141,7 +145,12 @@ class Vocabulary:
             values = values.astype(str)
         if len(values) == 0:
             return np.empty(0, dtype=np.int64)
-        out = self._index.get_indexer(values).astype(np.int64, copy=False)
+        if len(values) <= _FEW:  # a user's few ids: dict lookups beat an index query's set-up
+            positions = self._positions
+            out = np.fromiter((positions.get(v, -1) for v in values.tolist()), dtype=np.int64,
+                              count=len(values))
+        else:
+            out = self._index.get_indexer(values).astype(np.int64, copy=False)
         if missing == "raise":
             bad = np.flatnonzero(out < 0)
             if len(bad):
@@ -149,6 +158,11 @@ class Vocabulary:
         elif missing != "mask":
             raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
         return out
+
+    @cached_property
+    def _positions(self) -> dict[Any, int]:
+        """Raw id (a Python int or str) -> index, built on first use."""
+        return dict(zip(self.ids.tolist(), range(len(self.ids)), strict=True))
 
     def id_of(self, index: int) -> Any:
         """The raw id at a dense index, as a Python scalar."""

@@ -154,7 +154,7 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (meta, movies, users, profiles, admin):
+    for module in (profiles, users, movies, meta, admin):
         app.include_router(module.router)
     static = static_dir()
 

@@ -57,6 +57,7 @@ _RATINGS = (
     .where(ratings.c.profile_id == sa.bindparam("profile_id"))
     .order_by(ratings.c.updated, ratings.c.movie_id)
 )
+_LOCK_PROFILE = sa.select(profiles.c.id).where(profiles.c.id == sa.bindparam("profile_id")).with_for_update()
 _RATING_FIELDS = ("profile_id", "movie_id", "rating", "updated")
 _NO_LIMIT = 2**31 - 1  # the :limit parameter is typed like count(*): a 32-bit integer on PostgreSQL
 
@@ -209,7 +210,6 @@ class Store:
         now = time.time()
         movie_id = str(movie_id)
         values = {"profile_id": profile_id, "movie_id": movie_id, "rating": float(rating), "updated": now}
-        mine = ratings.c.profile_id == profile_id
         dialect = self.engine.dialect.name
         upsert = _UPSERTS.get((dialect, token is not None))
         with self.engine.begin() as conn:
@@ -217,7 +217,7 @@ class Store:
                 # under READ COMMITTED each writer's count(*) sees only its own snapshot: lock the
                 # profile's row first so writers to one profile take turns (SQLite's single write
                 # lock already does this)
-                conn.execute(sa.select(profiles.c.id).where(profiles.c.id == profile_id).with_for_update())
+                conn.execute(_LOCK_PROFILE, {"profile_id": profile_id})
             if upsert is not None:
                 limited = {**values, "limit": _NO_LIMIT if limit is None else limit}
                 if token is not None:
@@ -226,6 +226,7 @@ class Store:
                 if not (result.first() is not None if dialect == "postgresql" else result.rowcount > 0):
                     return None
             else:  # portable fallback: check, update, insert if nothing was there and there is room
+                mine = ratings.c.profile_id == profile_id
                 if token is not None:
                     row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
                     if not _token_matches(row, token):
