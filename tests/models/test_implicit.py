@@ -154,6 +154,30 @@ def test_contributions_sum_to_the_score(ials: ImplicitALS) -> None:
     np.testing.assert_allclose(parts.sum(1), ials._fold_in(items, ratings)[target], rtol=1e-5, atol=1e-6)
 
 
+def test_only_the_same_users_system_is_reused() -> None:
+    """The last user's system is remembered (a fold-in, then its explanation): another user's, the
+    same movies rated differently, or a refit's factors must never be answered from it."""
+    model = ImplicitALS(factors=5, reg=0.5, alpha=4.0, epochs=3, weighting="centered",
+                        device="cpu").fit(random_ratings())
+    items, target = np.array([0, 4, 7, 11]), np.array([1, 2, 20])
+    first, second = np.array([5.0, 3.0, 1.0, 4.0]), np.array([1.0, 3.0, 5.0, 4.0])
+    expected = {}
+    for key, ratings in (("first", first), ("second", second)):
+        fresh = ImplicitALS(**model.get_params()).fit(random_ratings())  # same seed: same factors
+        expected[key] = (fresh._fold_in(items, ratings), fresh._contributions(items, ratings, target))
+    for key, ratings in (("first", first), ("second", second), ("first", first), ("first", first)):
+        scores, parts = model._fold_in(items, ratings), model._contributions(items, ratings, target)
+        np.testing.assert_array_equal(scores, expected[key][0])
+        np.testing.assert_array_equal(parts, expected[key][1])
+    assert not np.allclose(expected["first"][1], expected["second"][1])
+    with pytest.raises(ValueError, match="read-only"):
+        model._user_system(items, first)[0][0, 0] = 1.0
+    model.fit(random_ratings(seed=5))  # new factors: the remembered system is stale
+    np.testing.assert_allclose(model._contributions(items, first, target).sum(1),
+                               model._fold_in(items, first)[target], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model._fold_in(items, first), expected["first"][0])
+
+
 def test_contributions_leave_out_items_below_min_rating() -> None:
     model = ImplicitALS(factors=4, epochs=3, min_rating=3.0, device="cpu").fit(random_ratings())
     items, ratings = np.array([0, 4, 7]), np.array([5.0, 2.0, 4.0])

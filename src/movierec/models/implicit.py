@@ -368,10 +368,21 @@ class ImplicitALS(_ImplicitFactors):
     def _user_system(self, item_index: np.ndarray, values: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Y^T C^u Y + reg I (f, f), Y_u (n, f), c_u (n,)) for a user with interactions ``values`` at
-        ``item_index``, in float64: O(n f^2) on top of the cached Y^T Y."""
+        ``item_index``, in float64: O(n f^2) on top of the cached Y^T Y.
+
+        The last user's system is remembered: an explained fold-in asks for it twice in a row (the
+        user's vector, then the contributions to the picks)."""
+        key = (item_index.tobytes(), np.asarray(values, dtype=np.float64).tobytes())
+        memo = getattr(self, "_system_memo", None)
+        if memo is not None and memo[0] is self.item_factors_ and memo[1] == key:
+            return memo[2]
         y = self.item_factors_[item_index].astype(np.float64)
         extra = float(self.alpha) * values
-        return self._gram() + (y.T * extra) @ y, y, 1.0 + extra
+        system = (self._gram() + (y.T * extra) @ y, y, 1.0 + extra)
+        for array in system:  # shared with the next caller: nobody may change them
+            array.flags.writeable = False
+        self._system_memo = (self.item_factors_, key, system)  # one assignment: safe across threads
+        return system
 
     def _gram(self) -> np.ndarray:
         """Y^T Y + reg I (float64), cached: every fold-in needs it and it costs n_items f^2."""
