@@ -133,6 +133,25 @@ def test_authenticated_ratings_is_authenticate_and_ratings(url: str, tmp_path: P
     store.close()
 
 
+def test_sqlites_direct_reads_equal_sqlalchemys(tmp_path: Path) -> None:
+    """On SQLite the hot statements run on the driver's cursor; through SQLAlchemy (every other
+    database) the same reads give the same answers."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    profile, token = store.create_profile("cy")
+    for movie, rating in (("9", 3.5), ("2", 5.0), ("10", 0.5)):
+        assert store.set_rating(profile.id, movie, rating, token=token, limit=5) is not None
+    reads = [lambda: store.authenticate(profile.id, token), lambda: store.authenticate(profile.id, "x"),
+             lambda: store.authenticated_ratings(profile.id, token), lambda: store.ratings(profile.id),
+             lambda: store.authenticated_ratings("nobody", token)]
+    direct = [read() for read in reads]
+    store.is_sqlite = False
+    assert [read() for read in reads] == direct
+    assert direct[0] == profile and direct[1] is None and direct[4] is None
+    assert [(m, r) for m, r, _ in direct[3]] == [("9", 3.5), ("2", 5.0), ("10", 0.5)]
+    assert direct[2] == (profile, direct[3])
+    store.close()
+
+
 def test_wal_journal(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store.engine.connect() as conn:

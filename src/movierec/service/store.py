@@ -91,6 +91,18 @@ _UPSERTS = {(name, check): _limited_upsert(module, check_token=check)
             for name, module in (("sqlite", sqlite), ("postgresql", postgresql)) for check in (False, True)}
 
 
+def _compiled_for_sqlite(statement: Any) -> tuple[str, tuple[str, ...]]:
+    """A statement's SQLite SQL and the order of its ``?`` parameters."""
+    compiled = statement.compile(dialect=sqlite.dialect())
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+# The hot statements' SQL, compiled once, run on SQLite straight on the driver's cursor (see
+# `Store._rows`); keyed by the statement object's id (they live as long as the module).
+_SQLITE_SQL = {id(statement): _compiled_for_sqlite(statement)
+               for statement in (_PROFILE, _RATINGS, _UPSERTS["sqlite", False], _UPSERTS["sqlite", True])}
+
+
 @dataclass(frozen=True)
 class Profile:
     id: str
@@ -102,11 +114,16 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _token_matches(row: Any, token: str) -> bool:
-    """Whether ``row`` (a profile row, or None) holds ``token``'s digest, in constant time; a
-    missing profile is compared against a dummy digest, so both take the same work."""
-    expected = row.token_sha256 if row is not None else "0" * 64
+def _token_matches(row: tuple[Any, ...] | None, token: str) -> bool:
+    """Whether ``row`` (a profile row: id, token_sha256, name, created; or None) holds ``token``'s
+    digest, in constant time; a missing profile is compared against a dummy digest, so both take
+    the same work."""
+    expected = row[1] if row is not None else "0" * 64
     return hmac.compare_digest(expected, _digest(token)) and row is not None
+
+
+def _profile(row: tuple[Any, ...]) -> Profile:
+    return Profile(id=row[0], name=row[2], created=row[3])
 
 
 class Store:
@@ -148,6 +165,27 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    # -- running the hot statements ----------------------------------------------------------------
+    def _cursor(self, conn: sa.Connection, statement: Any, params: dict[str, Any]) -> Any:
+        """A prebuilt statement run on SQLite as SQL compiled once, on the driver's own cursor:
+        SQLAlchemy's per-execution work (execution context, result objects) cost more than
+        SQLite's. Transactions are still the connection's (``engine.begin()`` commits)."""
+        sql, names = _SQLITE_SQL[id(statement)]
+        return conn.connection.driver_connection.execute(sql, [params[name] for name in names])
+
+    def _rows(self, conn: sa.Connection, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a prebuilt statement, as tuples."""
+        if self.is_sqlite:
+            return self._cursor(conn, statement, params).fetchall()
+        return [tuple(row) for row in conn.execute(statement, params)]
+
+    def _written(self, conn: sa.Connection, upsert: Any, params: dict[str, Any]) -> bool:
+        """Run a limited upsert (`_limited_upsert`); whether it wrote a row."""
+        if self.is_sqlite:
+            return self._cursor(conn, upsert, params).rowcount > 0  # SQLite's rowcount is exact
+        # PostgreSQL's upsert has RETURNING: psycopg 3 reports rowcount -1 for it
+        return conn.execute(upsert, params).first() is not None
+
     # -- profiles --------------------------------------------------------------------------------
     def create_profile(self, name: str | None = None) -> tuple[Profile, str]:
         """A new profile and its secret token (returned once, never stored in the clear)."""
@@ -164,10 +202,10 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
+            row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
         if not _token_matches(row, token):
             return None
-        return Profile(id=row.id, name=row.name, created=row.created)
+        return _profile(row)
 
     def authenticated_ratings(self, profile_id: str, token: str | None
                               ) -> tuple[Profile, list[tuple[str, float, float]]] | None:
@@ -179,11 +217,10 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
+            row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
             if not _token_matches(row, token):
                 return None
-            rated = conn.execute(_RATINGS, {"profile_id": profile_id}).all()
-        return Profile(id=row.id, name=row.name, created=row.created), [tuple(r) for r in rated]
+            return _profile(row), self._rows(conn, _RATINGS, {"profile_id": profile_id})
 
     def delete_profile(self, profile_id: str) -> None:
         with self.engine.begin() as conn:
@@ -222,13 +259,12 @@ class Store:
                 limited = {**values, "limit": _NO_LIMIT if limit is None else limit}
                 if token is not None:
                     limited["token_sha256"] = _digest(token)
-                result = conn.execute(upsert, limited)
-                if not (result.first() is not None if dialect == "postgresql" else result.rowcount > 0):
+                if not self._written(conn, upsert, limited):
                     return None
             else:  # portable fallback: check, update, insert if nothing was there and there is room
                 mine = ratings.c.profile_id == profile_id
                 if token is not None:
-                    row = conn.execute(_PROFILE, {"profile_id": profile_id}).first()
+                    row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
                     if not _token_matches(row, token):
                         return None
                 done = conn.execute(
@@ -255,7 +291,7 @@ class Store:
     def ratings(self, profile_id: str) -> list[tuple[str, float, float]]:
         """A profile's ratings as (movie id text, rating, updated), oldest change first."""
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(_RATINGS, {"profile_id": profile_id}).all()]
+            return self._rows(conn, _RATINGS, {"profile_id": profile_id})
 
     def count_ratings(self, profile_id: str) -> int:
         with self.engine.connect() as conn:
