@@ -390,3 +390,17 @@ def test_answer_cache_is_bounded_lru() -> None:
     off = AnswerCache(0)
     off.put("a", b"1")
     assert off.get("a") is None
+
+
+def test_stored_movie_ids_map_back_to_the_models(model_dir: Path) -> None:
+    """The store keeps movie ids as text: the service's own (str(raw)) map back by lookup, other
+    spellings of a known id by parsing, and movies the served model does not know are left out."""
+    from movierec.artifacts import load_model
+    from movierec.service.routes.profiles import _pairs
+    from movierec.service.state import Loaded
+
+    loaded = Loaded(load_model(model_dir), model_dir)
+    known = sorted(loaded.movies)[:2]
+    stored = [(str(known[0]), 4.0, 1.0), (f" 0{known[1]}", 2.5, 2.0), ("999999", 5.0, 3.0), ("abc", 1.0, 4.0)]
+    assert _pairs(loaded, stored) == [(known[0], 4.0, 1.0), (known[1], 2.5, 2.0)]
+    assert all(loaded.movie_texts[str(raw)] == raw for raw in loaded.movies)

@@ -51,7 +51,7 @@ class Loaded:
     Attributes:
         model, catalog, manifest: from the artifact (a catalog of bare ids if it had none).
         movies: raw movie id -> plain dict (item, title, year, genres), every movie the model or
-            catalog knows.
+            catalog knows; movie_texts: ``str(raw)`` -> raw id for the same movies.
         details: raw movie id -> extra fields (ratings count, mean rating, links, tags).
         popular: raw movie ids, most rated first.
     """
@@ -80,6 +80,8 @@ class Loaded:
                                 "genres": [str(g) for g in genres if g != "(no genres listed)"]}
         for raw in items.ids.tolist():  # rated movies missing from the catalog still get a name
             self.movies.setdefault(raw, {"item": raw, "title": f"Movie {raw}", "year": None, "genres": []})
+        # the store keeps movie ids as text (str(raw)): one lookup per stored rating
+        self.movie_texts: dict[str, Any] = {str(raw): raw for raw in self.movies}
         seen = self.model.seen_.tocsc()
         counts = np.diff(seen.indptr)
         sums = np.asarray(seen.sum(axis=0)).ravel()

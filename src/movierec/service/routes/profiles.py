@@ -44,12 +44,16 @@ _AUTH = {401: {"model": ErrorOut, "description": "no token"},
 def _pairs(loaded: Loaded, stored: list[tuple[str, float, float]]) -> list[tuple[Any, float, float]]:
     """Stored (movie text, rating, updated) -> raw ids of the served model; movies it does not
     know (a model reloaded since) are kept in the store but left out here."""
+    texts = loaded.movie_texts
     out = []
     for text, rating, updated in stored:
-        try:
-            out.append((loaded.movie_id(text), rating, updated))
-        except KeyError:
-            continue
+        raw = texts.get(text)
+        if raw is None:  # not as the service writes it (str(raw)): parse it
+            try:
+                raw = loaded.movie_id(text)
+            except KeyError:
+                continue
+        out.append((raw, rating, updated))
     return out
 
 
