@@ -147,8 +147,7 @@ class Vocabulary:
             return np.empty(0, dtype=np.int64)
         if len(values) <= _FEW:  # a user's few ids: dict lookups beat an index query's set-up
             positions = self._positions
-            out = np.fromiter((positions.get(v, -1) for v in values.tolist()), dtype=np.int64,
-                              count=len(values))
+            out = np.array([positions.get(v, -1) for v in values.tolist()], dtype=np.int64)
         else:
             out = self._index.get_indexer(values).astype(np.int64, copy=False)
         if missing == "raise":

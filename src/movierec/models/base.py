@@ -529,14 +529,14 @@ class Recommender:
         Raises:
             ConfigError: if a rating lies outside the model's scale.
         """
-        pairs = list(dict(pairs).items())
-        raw_items = np.asarray([p[0] for p in pairs])
-        values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
+        latest = dict(pairs)
+        raw_items = np.asarray(list(latest))
+        values = np.fromiter(latest.values(), dtype=np.float64, count=len(latest))
         low, high = self.scale_
         outside = ~((values >= low) & (values <= high))  # NaN is outside too
         if outside.any():
             raise ConfigError(f"ratings must lie in {low:g}..{high:g}, got {values[outside][0]:g}")
-        index = self.items_.indices(raw_items, missing="mask") if len(pairs) else np.empty(0, int)
+        index = self.items_.indices(raw_items, missing="mask") if len(latest) else np.empty(0, int)
         known = index >= 0
         return index[known].astype(np.int64), values[known]
 
