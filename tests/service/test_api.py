@@ -396,11 +396,12 @@ def test_stored_movie_ids_map_back_to_the_models(model_dir: Path) -> None:
     """The store keeps movie ids as text: the service's own (str(raw)) map back by lookup, other
     spellings of a known id by parsing, and movies the served model does not know are left out."""
     from movierec.artifacts import load_model
-    from movierec.service.routes.profiles import _pairs
+    from movierec.service.routes.profiles import _known_pairs, _raw
     from movierec.service.state import Loaded
 
     loaded = Loaded(load_model(model_dir), model_dir)
     known = sorted(loaded.movies)[:2]
-    stored = [(str(known[0]), 4.0, 1.0), (f" 0{known[1]}", 2.5, 2.0), ("999999", 5.0, 3.0), ("abc", 1.0, 4.0)]
-    assert _pairs(loaded, stored) == [(known[0], 4.0, 1.0), (known[1], 2.5, 2.0)]
+    stored = [(str(known[0]), 4.0), (f" 0{known[1]}", 2.5), ("999999", 5.0), ("abc", 1.0)]
+    assert _known_pairs(loaded, stored) == [(known[0], 4.0), (known[1], 2.5)]
+    assert [_raw(loaded, text) for text, _ in stored] == [known[0], known[1], None, None]
     assert all(loaded.movie_texts[str(raw)] == raw for raw in loaded.movies)

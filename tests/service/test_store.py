@@ -124,10 +124,11 @@ def test_authenticated_ratings_is_authenticate_and_ratings(url: str, tmp_path: P
     assert store.authenticated_ratings(profile.id, token) == (profile, [])  # no ratings yet
     store.set_rating(profile.id, "7", 4.0)
     store.set_rating(profile.id, "3", 2.5)
+    store.set_rating(profile.id, "12", 1.0)
     found = store.authenticated_ratings(profile.id, token)
     assert found is not None and found[0] == profile
-    assert found[1] == store.ratings(profile.id)
-    assert [(m, r) for m, r, _ in found[1]] == [("7", 4.0), ("3", 2.5)]  # oldest change first
+    assert found[1] == [("12", 1.0), ("3", 2.5), ("7", 4.0)]  # by movie id (text), no times
+    assert [(m, r) for m, r, _ in store.ratings(profile.id)] == [("7", 4.0), ("3", 2.5), ("12", 1.0)]
     for who, secret in ((profile.id, other_token), (profile.id, None), (profile.id, ""), ("nobody", token)):
         assert store.authenticated_ratings(who, secret) is None
     store.close()
@@ -148,7 +149,7 @@ def test_sqlites_direct_reads_equal_sqlalchemys(tmp_path: Path) -> None:
     assert [read() for read in reads] == direct
     assert direct[0] == profile and direct[1] is None and direct[4] is None
     assert [(m, r) for m, r, _ in direct[3]] == [("9", 3.5), ("2", 5.0), ("10", 0.5)]
-    assert direct[2] == (profile, direct[3])
+    assert direct[2] == (profile, [("10", 0.5), ("2", 5.0), ("9", 3.5)])
     store.close()
 
 

@@ -72,8 +72,9 @@ def check_profile(state: ServiceState, profile_id: str, credentials: HTTPAuthori
 
 def check_profile_ratings(state: ServiceState, profile_id: str,
                           credentials: HTTPAuthorizationCredentials | None
-                          ) -> tuple[Profile, list[tuple[str, float, float]]]:
-    """`check_profile` and the profile's stored ratings, in one query. Raises ApiError 401 or 404."""
+                          ) -> tuple[Profile, list[tuple[str, float]]]:
+    """`check_profile` and the profile's (movie id text, rating) pairs (`Store.authenticated_ratings`).
+    Raises ApiError 401 or 404."""
     check_credentials(profile_id, credentials)
     found = state.store.authenticated_ratings(profile_id, credentials.credentials)
     if found is None:

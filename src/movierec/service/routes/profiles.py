@@ -41,20 +41,29 @@ _AUTH = {401: {"model": ErrorOut, "description": "no token"},
          404: {"model": ErrorOut, "description": "unknown profile or wrong token, or unknown movie"}}
 
 
-def _pairs(loaded: Loaded, stored: list[tuple[str, float, float]]) -> list[tuple[Any, float, float]]:
-    """Stored (movie text, rating, updated) -> raw ids of the served model; movies it does not
-    know (a model reloaded since) are kept in the store but left out here."""
+def _raw(loaded: Loaded, text: str) -> Any | None:
+    """The served model's raw id for a movie id as the store keeps it (text), or None for a movie
+    it does not know (a model reloaded since: the rating stays in the store, left out here)."""
+    raw = loaded.movie_texts.get(text)  # as the service writes it: str(raw)
+    if raw is None:
+        try:
+            raw = loaded.movie_id(text)
+        except KeyError:
+            return None
+    return raw
+
+
+def _known_pairs(loaded: Loaded, stored: list[tuple[str, float]]) -> list[tuple[Any, float]]:
+    """Stored (movie id text, rating) -> (raw id, rating) for the movies the served model knows;
+    one dict lookup per rating on this hot path."""
     texts = loaded.movie_texts
-    out = []
-    for text, rating, updated in stored:
+    pairs = []
+    for text, rating in stored:
         raw = texts.get(text)
-        if raw is None:  # not as the service writes it (str(raw)): parse it
-            try:
-                raw = loaded.movie_id(text)
-            except KeyError:
-                continue
-        out.append((raw, rating, updated))
-    return out
+        if raw is None and (raw := _raw(loaded, text)) is None:
+            continue
+        pairs.append((raw, rating))
+    return pairs
 
 
 def _genre_profile(loaded: Loaded, pairs: list[tuple[Any, float, float]]) -> list[dict[str, Any]]:
@@ -79,7 +88,8 @@ async def create(state: StateDep, body: Annotated[ProfileIn | None, Body()] = No
 @router.get("/{profile_id}", response_model=ProfileOut, responses=_AUTH,
             summary="The profile's ratings and genre profile")
 def read(profile: ProfileDep, state: StateDep, loaded: LoadedDep) -> dict[str, Any]:
-    pairs = _pairs(loaded, state.store.ratings(profile.id))
+    pairs = [(raw, rating, updated) for text, rating, updated in state.store.ratings(profile.id)
+             if (raw := _raw(loaded, text)) is not None]
     return {"id": profile.id, "name": profile.name, "created": profile.created,
             "ratings": [{"movie": loaded.movie(raw), "rating": rating, "updated": updated}
                         for raw, rating, updated in pairs],
@@ -140,7 +150,7 @@ async def recommendations(request: Request, profile_id: str, credentials: Bearer
     filters = parse_filters(loaded, state.settings.max_k, k, genres, years)
 
     profile, stored = await in_store(state, check_profile_ratings, state, profile_id, credentials)
-    pairs = [(raw, rating) for raw, rating, _ in _pairs(loaded, stored)]
+    pairs = _known_pairs(loaded, stored)
     # the answer depends only on the ratings, so a changed rating is a new key
     key = ("profile", profile.id, tuple(pairs), filters.key(), explain)
     answer = loaded.cache.get(key)
