@@ -154,9 +154,10 @@ def test_contributions_sum_to_the_score(ials: ImplicitALS) -> None:
     np.testing.assert_allclose(parts.sum(1), ials._fold_in(items, ratings)[target], rtol=1e-5, atol=1e-6)
 
 
-def test_only_the_same_users_system_is_reused() -> None:
-    """The last user's system is remembered (a fold-in, then its explanation): another user's, the
-    same movies rated differently, or a refit's factors must never be answered from it."""
+def test_only_the_same_users_solution_is_reused() -> None:
+    """The last user's system and solution are remembered (a fold-in, then its explanation):
+    another user's, the same movies rated differently, or a refit's factors must never be answered
+    from it."""
     model = ImplicitALS(factors=5, reg=0.5, alpha=4.0, epochs=3, weighting="centered",
                         device="cpu").fit(random_ratings())
     items, target = np.array([0, 4, 7, 11]), np.array([1, 2, 20])
@@ -171,7 +172,7 @@ def test_only_the_same_users_system_is_reused() -> None:
         np.testing.assert_array_equal(parts, expected[key][1])
     assert not np.allclose(expected["first"][1], expected["second"][1])
     with pytest.raises(ValueError, match="read-only"):
-        model._user_system(items, first)[0][0, 0] = 1.0
+        model._user_solution(items, first)[0][0, 0] = 1.0
     model.fit(random_ratings(seed=5))  # new factors: the remembered system is stale
     np.testing.assert_allclose(model._contributions(items, first, target).sum(1),
                                model._fold_in(items, first)[target], rtol=1e-5, atol=1e-6)

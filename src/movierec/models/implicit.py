@@ -365,24 +365,30 @@ class ImplicitALS(_ImplicitFactors):
         self.item_bias_ = np.zeros(n_items, dtype=np.float32)
         self.history_ = history
 
-    def _user_system(self, item_index: np.ndarray, values: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(Y^T C^u Y + reg I (f, f), Y_u (n, f), c_u (n,)) for a user with interactions ``values`` at
-        ``item_index``, in float64: O(n f^2) on top of the cached Y^T Y.
+    def _user_solution(self, item_index: np.ndarray, ratings: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """A new user's system and its solution, in float64, from their rated item indices and
+        ratings: (Y^T C^u Y + reg I (f, f), Y_u (n, f), c_u (n,) for the n kept interactions, x_u
+        (f,)), or None when no rating is an interaction. O(n f^2) on top of the cached Y^T Y.
 
-        The last user's system is remembered: an explained fold-in asks for it twice in a row (the
-        user's vector, then the contributions to the picks)."""
-        key = (item_index.tobytes(), np.asarray(values, dtype=np.float64).tobytes())
-        memo = getattr(self, "_system_memo", None)
+        The last user's is remembered (read-only arrays, keyed by the items, the ratings and the
+        factors): an explained fold-in asks for it twice in a row (the user's vector, then the
+        contributions to the picks)."""
+        key = (item_index.tobytes(), ratings.tobytes())
+        memo = getattr(self, "_solution_memo", None)
         if memo is not None and memo[0] is self.item_factors_ and memo[1] == key:
             return memo[2]
-        y = self.item_factors_[item_index].astype(np.float64)
-        extra = float(self.alpha) * values
-        system = (self._gram() + (y.T * extra) @ y, y, 1.0 + extra)
-        for array in system:  # shared with the next caller: nobody may change them
-            array.flags.writeable = False
-        self._system_memo = (self.item_factors_, key, system)  # one assignment: safe across threads
-        return system
+        items, values = self._fold_in_values(item_index, ratings)
+        solution = None
+        if len(items):
+            y = self.item_factors_[items].astype(np.float64)
+            extra = float(self.alpha) * values
+            matrix, confidence = self._gram() + (y.T * extra) @ y, 1.0 + extra
+            solution = (matrix, y, confidence, np.linalg.solve(matrix, y.T @ confidence))
+            for array in solution:  # shared with the next caller: nobody may change them
+                array.flags.writeable = False
+        self._solution_memo = (self.item_factors_, key, solution)  # one assignment: thread-safe
+        return solution
 
     def _gram(self) -> np.ndarray:
         """Y^T Y + reg I (float64), cached: every fold-in needs it and it costs n_items f^2."""
@@ -396,11 +402,9 @@ class ImplicitALS(_ImplicitFactors):
         return cached[1]
 
     def _fold_in_vector(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray | None:
-        items, values = self._fold_in_values(item_index, ratings)
-        if len(items) == 0:
-            return None
-        matrix, y, confidence = self._user_system(items, values)
-        return np.linalg.solve(matrix, y.T @ confidence)
+        solution = self._user_solution(np.asarray(item_index, dtype=np.int64),
+                                       np.asarray(ratings, dtype=np.float64))
+        return None if solution is None else solution[3]
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         vector = self._fold_in_vector(item_index, ratings)
@@ -414,10 +418,10 @@ class ImplicitALS(_ImplicitFactors):
         ratings = np.asarray(ratings, dtype=np.float64)
         out = np.zeros((len(target), len(item_index)))
         keep = np.flatnonzero(ratings >= self.min_rating)
-        items, values = self._fold_in_values(item_index, ratings)
-        if len(items) == 0:
+        solution = self._user_solution(item_index, ratings)
+        if solution is None:
             return out
-        matrix, y_rated, confidence = self._user_system(items, values)
+        matrix, y_rated, confidence, _ = solution
         y_target = self.item_factors_[np.asarray(target, dtype=np.int64)].astype(np.float64)
         # s_tj = y_t^T W^u y_j = (W^u y_t)^T y_j (W^u is symmetric): solve for the few targets,
         # not for every rated movie, and never form W^u
