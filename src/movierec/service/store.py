@@ -6,6 +6,11 @@ SQLAlchemy URL works (PostgreSQL). Tokens are random 256-bit secrets: only their
 
 Every write is one short transaction of one statement, so concurrent writers queue on the database's
 write lock (SQLite: up to ``busy_timeout``) instead of failing: no rating is ever lost.
+
+The statements are SQLAlchemy Core, built once. On SQLite the few that every request runs (a
+profile, its ratings, the rating upsert) are compiled once and run on the driver's own cursor inside
+SQLAlchemy's connection and transaction (`Store._cursor`): SQLAlchemy's per-execution work cost more
+than SQLite's. Other databases run them through SQLAlchemy.
 """
 
 from __future__ import annotations
