@@ -122,6 +122,8 @@ BLENDS = [dict(items) for items in dict.fromkeys(tuple(b.items()) for b in BLEND
 LTR_ROWS: list[dict[str, Any]] = [
     {}, {"reg": 12.0}, {"reg": 360.0}, {"reg": 1200.0}, {"reg": 12.0, "carve_outs": 5},
     {"reg": 12.0, "candidates": 100}, {"reg": 12.0, "holdout": 0.25}, {"reg": 12.0, "time_width": 7.0},
+    # liked levels (fourth round): without them (the third round's model), one level
+    {"liked_ratings": ""}, {"liked_ratings": "4"},
 ]
 # What the last test measurement reports: the chosen model and the blend it refines.
 MEASURED = ("blend", "ltr")
@@ -164,7 +166,8 @@ def select() -> None:
         rows.setdefault("blend (registered, defaults)", []).append(_ndcg(create_model("blend").fit(
             part.train), part))
         for params in LTR_ROWS:
-            label = f"ltr {' '.join(f'{k}={v:g}' for k, v in params.items()) or '(defaults)'}"
+            shown = (f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:g}" for k, v in params.items())
+            label = f"ltr {' '.join(shown) or '(defaults)'}"
             rows.setdefault(label, []).append(_ndcg(create_model("ltr", **params).fit(part.train), part))
     print(f"validation NDCG@10, carve-outs of ml100k-strat75 train, seeds {SEEDS}")
     for label, values in rows.items():

@@ -84,7 +84,9 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "ials": {"min_rating": 0.0, "weighting": "rating", "session_gap": 5000.0},
     "gf-cf": {"weighting": "rating", "session_gap": 5000.0},
     "blend": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating"},
-    "ltr": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating"},
+    # checkerboard ratings >= 4 are 4.5 or 5: a level of 4.8 keeps only the 5s
+    "ltr": {"members": "ease,item-knn,gf-cf", "weights": "0.2,0.4,0.4", "weighting": "rating",
+            "liked_ratings": "4.8"},
     "bpr": {"min_rating": 0.0, "weighting": "rating"},
     # every checkerboard rating is 1-1.5 or 4.5-5: a threshold between them binds
     "content": {"weighting": "deviation", "min_rating": 3.0},
