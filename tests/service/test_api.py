@@ -356,10 +356,10 @@ def test_profile_answers_follow_rating_changes(client: TestClient, artifact) -> 
 def test_recommendation_bodies_are_what_their_response_models_would_send(client: TestClient) -> None:
     """The hot endpoints serialize without pydantic: their bodies must equal a round trip through
     the declared response models (same fields, types and shapes), with and without filters and
-    explanations, for a known user and a profile."""
+    explanations, for a known user and a profile, and for a rating written."""
     import json
 
-    from movierec.service.schemas import ProfileRecommendationsOut, UserRecommendationsOut
+    from movierec.service.schemas import ProfileRatingOut, ProfileRecommendationsOut, UserRecommendationsOut
 
     profile, auth = new_profile(client)
     for movie, rating in ((1, 5), (2, 4.5), (3, 1)):
@@ -376,6 +376,13 @@ def test_recommendation_bodies_are_what_their_response_models_would_send(client:
         assert body == json.loads(model.model_validate(body).model_dump_json()), url
         seen_because |= any(row["because"] for row in body["recommendations"])
     assert seen_because  # explanations were in at least one body, so their shape was checked
+    for movie, rating in ((1, 3.5), (1, 2)):  # a new rating, then a change (an int rating too)
+        response = client.put(f"/api/profiles/{profile}/ratings/{movie}", json={"rating": rating},
+                              headers=auth)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body == json.loads(ProfileRatingOut.model_validate(body).model_dump_json())
+        assert body["rating"] == rating and isinstance(body["rating"], float)
 
 
 def test_answer_cache_is_bounded_lru() -> None:
