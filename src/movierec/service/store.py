@@ -191,6 +191,11 @@ class Store:
             return self._cursor(conn, statement, params).fetchall()
         return [tuple(row) for row in conn.execute(statement, params)]
 
+    def _profile_row(self, conn: sa.Connection, profile_id: str, token: str) -> tuple[Any, ...] | None:
+        """The profile's row if ``token`` is its token (`_token_matches`), else None."""
+        row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
+        return row if _token_matches(row, token) else None
+
     def _written(self, conn: sa.Connection, upsert: Any, params: dict[str, Any]) -> bool:
         """Run a limited upsert (`_limited_upsert`); whether it wrote a row."""
         if self.is_sqlite:
@@ -214,10 +219,8 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
-        if not _token_matches(row, token):
-            return None
-        return _profile(row)
+            row = self._profile_row(conn, profile_id, token)
+        return None if row is None else _profile(row)
 
     def authenticated_ratings(self, profile_id: str, token: str | None
                               ) -> tuple[Profile, list[tuple[str, float]]] | None:
@@ -230,8 +233,8 @@ class Store:
         if not token:
             return None
         with self.engine.connect() as conn:
-            row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
-            if not _token_matches(row, token):
+            row = self._profile_row(conn, profile_id, token)
+            if row is None:
                 return None
             return _profile(row), self._rows(conn, _RATED, {"profile_id": profile_id})
 
@@ -276,10 +279,8 @@ class Store:
                     return None
             else:  # portable fallback: check, update, insert if nothing was there and there is room
                 mine = ratings.c.profile_id == profile_id
-                if token is not None:
-                    row = next(iter(self._rows(conn, _PROFILE, {"profile_id": profile_id})), None)
-                    if not _token_matches(row, token):
-                        return None
+                if token is not None and self._profile_row(conn, profile_id, token) is None:
+                    return None
                 done = conn.execute(
                     ratings.update().where(mine & (ratings.c.movie_id == movie_id))
                     .values(rating=float(rating), updated=now)
