@@ -232,6 +232,11 @@ def fit_listwise(features: np.ndarray, labels: np.ndarray, offset: np.ndarray, r
     return theta.detach().numpy().copy()
 
 
+def _highest_rating(train: Ratings) -> float:
+    """The highest rating in ``train`` (-inf when empty): a liked level above it has nothing to learn from."""
+    return float(train.rating.max()) if len(train) else -math.inf
+
+
 class LearnedBlend(Recommender):
     """The blend plus a listwise-learned linear correction from member, item and time features.
 
@@ -315,7 +320,7 @@ class LearnedBlend(Recommender):
         """The liked levels in use, ascending (float64): the thresholds above ``min_rating`` (else
         their members would be the blend's own) that some training rating reaches (else they have
         nothing to learn from)."""
-        reached = train.rating.max() if len(train) else -np.inf
+        reached = _highest_rating(train)
         return np.array(sorted(t for t in self._thresholds() if self.min_rating < t <= reached),
                         dtype=np.float64)
 
@@ -324,7 +329,7 @@ class LearnedBlend(Recommender):
         """The blend and one liked blend per level (None where no rating in ``train`` reaches it),
         all fitted on ``train``."""
         blend = self._new_blend().fit(train, callback=callback)
-        reached = train.rating.max() if len(train) else -np.inf
+        reached = _highest_rating(train)
         return blend, [self._new_blend(float(t)).fit(train, callback=callback) if t <= reached else None
                        for t in levels]
 
