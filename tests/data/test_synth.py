@@ -12,17 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from movierec.data.archives import GENRES_100K, canonical_folds, write_archive
 from movierec.data.dataset import Catalog, Dataset, Ratings
 from movierec.data.movielens import parse_archive
 from movierec.data.registry import VARIANTS
-from movierec.data.synth import (
-    GENRES,
-    GENRES_100K,
-    OCCUPATIONS_100K,
-    canonical_folds,
-    synthesize,
-    write_archive,
-)
+from movierec.data.synth import GENRES, OCCUPATIONS_100K, synthesize
 from movierec.errors import ConfigError
 
 
@@ -411,7 +405,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_debris(
     def broken(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("movierec.data.synth._tags", broken)  # fails after ratings.csv
+    monkeypatch.setattr("movierec.data.archives._tags", broken)  # fails after ratings.csv
     with pytest.raises(RuntimeError, match="disk full"):
         write_archive(stars, target, "ml-20m")
     assert target.read_bytes() == b"old"
