@@ -347,8 +347,9 @@ def data_synth(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate MovieLens-shaped synthetic data (ratings.parquet + movies.csv, optionally a zip)."""
+    from movierec.data.archives import write_archive
     from movierec.data.registry import get_variant
-    from movierec.data.synth import synthesize, write_archive
+    from movierec.data.synth import synthesize
 
     # Check everything before generating, so a bad request writes nothing.
     whole = layout is not None and get_variant(layout).scale == (1.0, 5.0)

@@ -170,9 +170,9 @@ def synthetic() -> Dataset:
 
 @pytest.mark.parametrize("variant", ["ml-1m", "ml-10m", "ml-latest-small", "ml-25m"])
 def test_generated_archives_keep_genres(synthetic: Dataset, tmp_path: Path, variant: str) -> None:
+    from movierec.data.archives import write_archive
     from movierec.data.movielens import parse_archive
     from movierec.data.registry import VARIANTS
-    from movierec.data.synth import write_archive
 
     back = parse_archive(write_archive(synthetic, tmp_path, variant), VARIANTS[variant])
     expected = synthetic.catalog.frame.set_index("item")["genres"]
