@@ -1,12 +1,12 @@
-"""Data-layer figures: first and cached load of each available MovieLens archive, and synthetic
-data generation and load at 1M / 10M / 32M ratings, with peak memory.
-
-Each measurement runs in a fresh Python process, so its peak RSS is its own (not the sum of earlier
-ones) and caches in memory cannot flatter the second load.
+"""Data-layer figures: rows, seconds and peak MB of the first and the cached load of each available
+MovieLens archive, and of synthetic data generation and load at 1M / 10M / 32M ratings.
 
     python benchmarks/data.py                      # everything (32M needs ~1-2 min and a few GB)
     python benchmarks/data.py --sizes 1M 10M       # skip the largest
     python benchmarks/data.py --archives ml-100k   # just one archive
+
+Each measurement runs in a fresh Python process, so its peak RSS is its own (not the sum of earlier
+ones) and caches in memory cannot flatter the second load.
 
 Archives come from $MOVIEREC_MIRROR (default: ../shared/data/movielens beside the project).
 """

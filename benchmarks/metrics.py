@@ -1,4 +1,4 @@
-"""Time `top_k` and the evaluation metrics on random data of a chosen size (best of N runs).
+"""Seconds for `top_k` and the evaluation metrics on random data of a chosen size (best of N runs).
 
     .venv/bin/python benchmarks/metrics.py --users 10000 --items 10000 --k 10
 

@@ -1,4 +1,7 @@
-"""Rating prediction, every registered rating model beside Surprise, on the exact BENCHMARKS.md splits.
+"""README's rating table: ml-100k u1..u5 mean RMSE and fit seconds of every rating model beside Surprise.
+
+README records bayesian-mf 0.884 (fit 10 s), biased-mf-als 0.913 (0.6 s); Surprise SVD 0.940, SVD++
+0.919 in the same run. Also MAE, peak memory, and the same on ml-latest-small random:0.9:42.
 
     python benchmarks/rating.py          # all rating models + Surprise, ml100k-u1..u5 and mlsmall-rand90
     python benchmarks/rating.py --models bias,biased-mf-als --splits ml100k

@@ -1,9 +1,9 @@
-"""Mult-VAE figures: validation NDCG@10 (how the defaults were chosen) and test figures on the named
-splits (BENCHMARKS.md), with fit time, one torch thread.
+"""Reproduces how Mult-VAE's defaults were chosen (validation NDCG@10 on a carve-out), and prints its
+test figures on the named splits (BENCHMARKS.md), with fit time, one torch thread.
 
-    python benchmarks/vae.py --valid            # ml100k-strat75 TRAIN carve-out: user-ratio:0.8:0
-    python benchmarks/vae.py                    # test: ml100k-strat75 and mlsmall-strat80
-    python benchmarks/vae.py --param epochs=30 --param hidden=200
+    python benchmarks/selection/vae.py --valid      # ml100k-strat75 TRAIN carve-out: user-ratio:0.8:0
+    python benchmarks/selection/vae.py              # test: ml100k-strat75 and mlsmall-strat80
+    python benchmarks/selection/vae.py --valid --param epochs=30 --param hidden=200   # a variant
 
 Validation never touches a test part: the model is fitted on the carve-out's train part and scored on
 its held-out part, both cut from the benchmark split's train. Archives come from $MOVIEREC_MIRROR.

@@ -1,9 +1,9 @@
-"""Item-based ranking models (popularity, item-knn, ease): how their defaults were chosen, and their
-test figures on the BENCHMARKS.md top-N splits.
+"""Reproduces how popularity's, item-knn's and EASE's defaults were chosen (validation grids), and
+prints their test figures at those defaults on the BENCHMARKS.md top-N splits.
 
-    python benchmarks/ranking_items.py                 # test figures, ml100k-strat75 and mlsmall-strat80
-    python benchmarks/ranking_items.py --select        # the validation grids behind the defaults
-    python benchmarks/ranking_items.py --models ease --splits ml100k-strat75
+    python benchmarks/selection/ranking_items.py --select    # the validation grids behind the defaults
+    python benchmarks/selection/ranking_items.py             # test figures, ml100k-strat75, mlsmall-strat80
+    python benchmarks/selection/ranking_items.py --models ease --splits ml100k-strat75
 
 Selection never looks at a test part: every candidate is fitted on 80% of each user's ratings in
 ml100k-strat75's TRAINING part (`user_ratio_split(train, 0.8, seed)`, seeds 0 and 1) and scored on the
@@ -26,7 +26,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from movierec.data.download import load_dataset  # noqa: E402

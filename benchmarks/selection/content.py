@@ -1,8 +1,9 @@
-"""Content and hybrid models: defaults chosen on a validation carve-out, figures on the test parts, and
-a cold-start check on movies whose ratings are all withheld from training.
+"""Reproduces how the content and hybrid models' defaults were chosen (validation carve-outs), then
+prints their test figures and a cold-start check on movies whose ratings are all withheld from training.
 
-    python benchmarks/content.py                       # ml100k-strat75 and mlsmall-strat80
-    python benchmarks/content.py --collaborative biased-mf-als,item-knn-baseline --no-tune
+    python benchmarks/selection/content.py                   # ml100k-strat75 and mlsmall-strat80
+    python benchmarks/selection/content.py --collaborative ials,ease   # the hybrid over those
+    python benchmarks/selection/content.py --collaborative biased-mf-als,item-knn-baseline --no-tune
 
 1. Tuning (never on test): the training part of each split is split again, user-ratio(0.8, 7); the
    content model's knobs are chosen one at a time (weighting, year weight, decade smoothing, tag weight,
@@ -28,7 +29,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from movierec.data.dataset import Ratings  # noqa: E402

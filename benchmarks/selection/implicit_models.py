@@ -1,8 +1,9 @@
-"""ials and bpr: test figures at the defaults, and the validation grids behind them (not named implicit.py:
-it would shadow the implicit package for scripts run from this folder).
+"""Reproduces how ials's and bpr's defaults were chosen (validation grids), and prints their test
+figures at those defaults (not named implicit.py: it would shadow the implicit package for scripts
+run from this folder).
 
-    python benchmarks/implicit_models.py         # test figures on ml100k-strat75, mlsmall-strat80
-    python benchmarks/implicit_models.py --tune  # validation grids (ml100k-strat75 train part only)
+    python benchmarks/selection/implicit_models.py --tune  # validation grids (ml100k-strat75 train part)
+    python benchmarks/selection/implicit_models.py         # test figures, ml100k-strat75, mlsmall-strat80
 
 Test figures: each model at its default hyperparameters, fitted on the split's training part and scored
 by `movierec.eval.protocol.evaluate` (k=10), one thread.
@@ -25,7 +26,7 @@ import itertools
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPLITS = {"ml100k-strat75": ("ml-100k", "user-ratio:0.75:42"),
           "mlsmall-strat80": ("ml-latest-small", "user-ratio:0.8:42")}
 GRIDS = {
