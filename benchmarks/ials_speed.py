@@ -38,7 +38,7 @@ SPLITS = {"ml100k-strat75": ("ml-100k", "user-ratio:0.75:42"),
 
 def _movierec_fit(train, factors: int, iterations: int) -> float:
     """Mean seconds per iteration of one fit, from the model's own per-epoch timings."""
-    from movierec.models.implicit import ImplicitALS
+    from movierec.models.ranking.ials import ImplicitALS
 
     # session_weight 0: the same rows as implicit sees (the session pseudo-users are extra data)
     model = ImplicitALS(factors=factors, epochs=iterations, cg_steps=3, session_weight=0.0,
@@ -59,7 +59,7 @@ def _implicit_fit(matrix, factors: int, iterations: int) -> float:
 
 
 def _fold_in_ms(train, factors: int, repeats: int = 200) -> float:
-    from movierec.models.implicit import ImplicitALS
+    from movierec.models.ranking.ials import ImplicitALS
 
     model = ImplicitALS(factors=factors, device="cpu").fit(train)
     rng = np.random.default_rng(0)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.eval.metrics import coverage, intra_list_diversity, novelty, ranking_metrics
-from movierec.models.topk import top_k
+from movierec.metrics import coverage, intra_list_diversity, novelty, ranking_metrics
+from movierec.models.core.topk import top_k
 
 
 def random_rows(rng: np.random.Generator, n_rows: int, n_cols: int, per_row: int) -> sp.csr_matrix:

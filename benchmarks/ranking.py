@@ -123,7 +123,7 @@ def _lenskit_scores(kind: str, split) -> tuple[np.ndarray, float]:
 def _peer_model(scores: np.ndarray, split):
     """A fitted movierec model whose scores are ``scores`` (rows: train users, columns: train items,
     both in the split's vocabulary order), so `evaluate` ranks and scores it like any model."""
-    from movierec.models.base import Recommender
+    from movierec.models.core.recommender import Recommender
 
     class Precomputed(Recommender):
         name = "peer"

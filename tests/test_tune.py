@@ -16,7 +16,7 @@ from movierec.data.synth import synthesize
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
 from movierec.models import registry
-from movierec.models.baseline import BiasRecommender
+from movierec.models.rating.bias import BiasRecommender
 from movierec.models.registry import MODELS, create_model
 from movierec.tune import (
     NEUTRAL,

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from movierec.data.download import load_dataset  # noqa: E402
 from movierec.data.split import make_split, user_ratio_split  # noqa: E402
 from movierec.eval.protocol import evaluate  # noqa: E402
-from movierec.models.hybrid import zscore_rows  # noqa: E402
+from movierec.models.combine.rows import zscore_rows  # noqa: E402
 from movierec.models.registry import create_model  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)

@@ -36,8 +36,8 @@ from movierec.data.dataset import Ratings  # noqa: E402
 from movierec.data.download import load_dataset  # noqa: E402
 from movierec.data.split import Split, make_split, user_ratio_split  # noqa: E402
 from movierec.eval.protocol import evaluate  # noqa: E402
-from movierec.models.content import ContentRecommender  # noqa: E402
-from movierec.models.hybrid import HybridRecommender  # noqa: E402
+from movierec.models.combine.content import ContentRecommender  # noqa: E402
+from movierec.models.combine.hybrid import HybridRecommender  # noqa: E402
 from movierec.models.registry import create_model  # noqa: E402
 
 SPLITS = {"ml100k-strat75": ("ml-100k", "user-ratio:0.75:42"),

@@ -21,8 +21,8 @@ import torch
 from movierec.data.download import load_dataset
 from movierec.data.split import make_split, user_ratio_split
 from movierec.eval.protocol import evaluate
+from movierec.models.ranking.mult_vae import MultVAE
 from movierec.models.registry import parse_params
-from movierec.models.vae import MultVAE
 
 SPLITS = {"ml100k-strat75": ("ml-100k", "user-ratio:0.75:42"),
           "mlsmall-strat80": ("ml-latest-small", "user-ratio:0.8:42")}

@@ -9,6 +9,10 @@ Layout::
 
 Loading needs nothing but the folder. A missing file, a checksum mismatch, a foreign folder or an
 unknown model name raises `DataError` with one line saying which.
+
+This layer sits above the models: a model only gives and takes its learned arrays (`_state`,
+`_set_state`) and its hyperparameters (`get_params`); files, manifests and checksums are known here
+alone, and the registry turns the manifest's model name back into a class.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ from safetensors.numpy import load_file, save_file
 from movierec._files import atomic_folder
 from movierec.data.dataset import Catalog, Vocabulary
 from movierec.errors import DataError
-from movierec.models.base import Recommender
-from movierec.models.registry import get_model_class
+from movierec.models import Recommender, get_model_class
 
 __all__ = ["FORMAT", "Artifact", "load_model", "save_model"]
 

@@ -468,6 +468,7 @@ def train_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
+    from movierec.artifacts import save_model
     from movierec.data.split import make_split
     from movierec.eval.protocol import evaluate
     from movierec.models.registry import create_model, parse_params
@@ -487,7 +488,8 @@ def train_command(
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
     dataset_label = Path(dataset.name).stem if Path(dataset.name).suffix else dataset.name
     target = out_dir or Path("runs") / f"{dataset_label}-{model_name}"
-    model.save(
+    save_model(
+        model,
         target,
         catalog=dataset.catalog,
         metrics=metrics,
@@ -757,7 +759,7 @@ MinRatingsOpt = Annotated[
 
 
 def _parse_years(value: str | None) -> tuple[int | None, int | None] | None:
-    from movierec.models.base import parse_years
+    from movierec.models.core.filters import parse_years
 
     if value is None:
         return None

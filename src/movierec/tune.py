@@ -32,7 +32,8 @@ from movierec.data.dataset import Catalog, Dataset, Ratings
 from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import RANKING_KEYS, evaluate
-from movierec.models.base import Callback, Recommender, check_int
+from movierec.models.core.checks import check_int
+from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.registry import MODELS, create_model, get_model_class
 
 __all__ = [
@@ -171,7 +172,7 @@ SPACES: dict[str, dict[str, Param]] = {
     "mult-vae": {"latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
                  "beta": FloatRange(0.05, 1.0), "epochs": IntRange(10, 200, log=True)},
     "gf-cf": {"factors": IntRange(16, 512, log=True), "ideal_weight": FloatRange(0.0, 3.0)},
-    # the default members' weights around the validation plateau (benchmarks/target.py)
+    # the default members' weights around the validation plateau (benchmarks/selection/blend_ltr.py)
     "blend": {"weights": Choice(("0.4,0.4,0.2", "0.3,0.5,0.2", "0.5,0.3,0.2", "0.3,0.4,0.3",
                                  "0.5,0.5,0.0", "0.6,0.2,0.2"))},
 }

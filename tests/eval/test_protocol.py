@@ -34,8 +34,8 @@ from movierec.data.dataset import Catalog, Ratings
 from movierec.data.split import Split
 from movierec.errors import ConfigError, NotFittedError
 from movierec.eval.protocol import Report, evaluate
-from movierec.models.base import Callback, Recommender
-from movierec.models.baseline import BiasRecommender
+from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.rating.bias import BiasRecommender
 
 LOG2_3 = math.log2(3)
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.artifacts import load_model
+from movierec.artifacts import load_model, save_model
 from movierec.data.dataset import Catalog, Ratings
 from movierec.errors import UnknownIdError
-from movierec.models.base import Recommender
+from movierec.models.core.recommender import Recommender
 from movierec.models.registry import MODELS, create_model
 
 N_USERS, N_ITEMS = 40, 30
@@ -245,7 +245,7 @@ def test_refit_starts_fresh(data: Ratings) -> None:
 
 
 def test_save_load_round_trip(fitted: Recommender, data: Ratings, tmp_path: Path) -> None:
-    fitted.save(tmp_path / "model")
+    save_model(fitted, tmp_path / "model")
     loaded = load_model(tmp_path / "model").model
     assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params()
     users, items = probe_pairs(data)
@@ -297,7 +297,7 @@ def test_fit_and_load_leave_global_random_state_alone(name: str, data: Ratings, 
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
     threads = torch.get_num_threads()
     model = fit(make(name), data)
-    model.save(tmp_path / "m")
+    save_model(model, tmp_path / "m")
     load_model(tmp_path / "m")
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], numpy_state[1])  # noqa: NPY002

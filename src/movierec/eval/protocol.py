@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from movierec import metrics
 from movierec.data.dataset import Catalog
 from movierec.data.split import Split
-from movierec.eval import metrics
-from movierec.models.base import Recommender
+from movierec.models.core.checks import check_k
+from movierec.models.core.recommender import Recommender
 
 __all__ = ["Report", "evaluate"]
 
@@ -168,9 +169,7 @@ def evaluate(
     Raises:
         NotFittedError: if the model is not fitted. ConfigError: k < 1.
     """
-    from movierec.models.base import _check_k
-
-    _check_k(k)
+    check_k(k)
     model._require_fitted()
     summary: dict[str, float] = {}
     timings: dict[str, float] = {}

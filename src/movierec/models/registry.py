@@ -1,60 +1,94 @@
-"""Model names -> classes: the one map the CLI, the service, the benchmarks and the tests use."""
+"""Every model by name, and where it lives: the one list the CLI, the service, the artifacts, the
+benchmarks and the tests use.
+
+Each entry names the module and class of a model (``"ranking.ease:EASE"``, under `movierec.models`);
+a class is imported the first time it is asked for, so listing names or loading one model never
+imports the others (or torch, for a model that needs none). The table is grouped by what a user looks
+for: predicting stars, ranking what someone will watch, the classic network designs of the MovieLens
+projects, and models built on other models or on movie content.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from movierec.errors import ConfigError
-from movierec.models.base import Recommender
-from movierec.models.baseline import BiasRecommender, Popularity
-from movierec.models.bayesian import BayesianMF
-from movierec.models.blend import Blend
-from movierec.models.content import ContentRecommender
-from movierec.models.ease import EASE
-from movierec.models.gfcf import GFCF
-from movierec.models.hybrid import HybridRecommender
-from movierec.models.implicit import BPR, ImplicitALS
-from movierec.models.knn import ItemKNN, ItemKNNBaseline
-from movierec.models.ltr import LearnedBlend
-from movierec.models.mf import BiasedMFALS, BiasedMFSGD, SVDpp
-from movierec.models.neural import (
-    DotBiasSigmoid,
-    EmbeddingMLP,
-    EmbeddingRegressor,
-    MeanNormalizedMF,
-    RatingClassifier,
-)
-from movierec.models.vae import MultVAE
+from movierec.models.core.recommender import Recommender
 
 __all__ = ["MODELS", "create_model", "get_model_class", "parse_params"]
 
-MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in [
-        BiasRecommender,
-        BayesianMF,
-        Blend,
-        BPR,
-        BiasedMFALS,
-        BiasedMFSGD,
-        ContentRecommender,
-        DotBiasSigmoid,
-        EASE,
-        EmbeddingMLP,
-        EmbeddingRegressor,
-        GFCF,
-        HybridRecommender,
-        ImplicitALS,
-        ItemKNN,
-        ItemKNNBaseline,
-        LearnedBlend,
-        MeanNormalizedMF,
-        MultVAE,
-        Popularity,
-        RatingClassifier,
-        SVDpp,
-    ]
+_WHERE: dict[str, str] = {
+    # rating prediction: the stars someone would give
+    "bias": "rating.bias:BiasRecommender",
+    "biased-mf-als": "rating.als:BiasedMFALS",
+    "biased-mf-sgd": "rating.mf:BiasedMFSGD",
+    "svdpp": "rating.svdpp:SVDpp",
+    "bayesian-mf": "rating.bayesian:BayesianMF",
+    "item-knn-baseline": "rating.knn_baseline:ItemKNNBaseline",
+    # ranking: which movies someone will watch
+    "popularity": "ranking.popularity:Popularity",
+    "item-knn": "ranking.item_knn:ItemKNN",
+    "ease": "ranking.ease:EASE",
+    "gf-cf": "ranking.gfcf:GFCF",
+    "ials": "ranking.ials:ImplicitALS",
+    "bpr": "ranking.bpr:BPR",
+    "mult-vae": "ranking.mult_vae:MultVAE",
+    # the classic MovieLens network designs
+    "dot-bias-sigmoid": "classic.dot_bias_sigmoid:DotBiasSigmoid",
+    "embedding-mlp": "classic.embedding_mlp:EmbeddingMLP",
+    "embedding-regressor": "classic.embedding_mlp:EmbeddingRegressor",
+    "rating-classifier": "classic.rating_classifier:RatingClassifier",
+    "mean-normalized-mf": "classic.mean_normalized_mf:MeanNormalizedMF",
+    # combiners: built on other models, or on movie content
+    "content": "combine.content:ContentRecommender",
+    "hybrid": "combine.hybrid:HybridRecommender",
+    "blend": "combine.blend:Blend",
+    "ltr": "combine.ltr:LearnedBlend",
 }
+
+
+class _Registry(MutableMapping[str, type[Recommender]]):
+    """Name -> model class, importing each class on first use. Tests and plugins may add a class
+    (``MODELS[name] = cls``) or replace one for a while (``monkeypatch.setitem``)."""
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = dict(where)
+        self._classes: dict[str, type[Recommender]] = {}
+
+    def __getitem__(self, name: str) -> type[Recommender]:
+        cls = self._classes.get(name)
+        if cls is None:
+            module, _, attribute = self._where[name].partition(":")  # KeyError: unknown name
+            cls = getattr(importlib.import_module(f"movierec.models.{module}"), attribute)
+            if cls.name != name:
+                raise RuntimeError(f"registry entry {name!r} points at {cls.__name__}, named {cls.name!r}")
+            self._classes[name] = cls
+        return cls
+
+    def __setitem__(self, name: str, cls: type[Recommender]) -> None:
+        self._classes[name] = cls
+        self._where.setdefault(name, "")
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._where:
+            raise KeyError(name)
+        self._classes.pop(name, None)
+        del self._where[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
+
+#: Every registered model: name -> class (imported on first use).
+MODELS: MutableMapping[str, type[Recommender]] = _Registry(_WHERE)
 
 
 def get_model_class(name: str) -> type[Recommender]:

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from movierec.errors import ConfigError
-from movierec.models.base import parse_years
+from movierec.models.core.filters import parse_years
 from movierec.service.errors import ApiError
 from movierec.service.state import Loaded, ServiceState
 from movierec.service.store import Profile

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from movierec.models.base import Picks, Recommender
+from movierec.models.core.recommender import Picks, Recommender
 
 __all__ = ["recommend_pairs", "recommend_user", "similar"]
 

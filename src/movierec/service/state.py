@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from movierec.artifacts import Artifact, load_model
 from movierec.data.dataset import Catalog
 from movierec.errors import UnknownIdError
-from movierec.models.base import Recommender
+from movierec.models.core.recommender import Recommender
 from movierec.service.settings import Settings
 from movierec.service.store import Store
 

@@ -8,7 +8,7 @@ import orjson
 import pandas as pd
 from fastapi.responses import Response
 
-from movierec.models.base import Picks
+from movierec.models.core.recommender import Picks
 from movierec.service.state import Loaded
 
 __all__ = ["dump", "json_response", "recommendations", "scored"]

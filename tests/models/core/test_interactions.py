@@ -1,0 +1,49 @@
+"""The implicit-feedback matrix shared by the ranking models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from movierec.errors import ConfigError
+from movierec.models.core.interactions import interaction_matrix, interaction_weights, user_interactions
+
+SEEN = sp.csr_matrix(np.array([[5.0, 0, 2.0, 3.0], [0, 0, 0, 0], [1.0, 4.0, 0, 0]]))
+
+
+def test_binary_keeps_every_rating_as_one():
+    matrix = interaction_matrix(SEEN)
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix.toarray(), (SEEN.toarray() > 0).astype(float))
+
+
+def test_min_rating_drops_low_ratings_and_rating_weighting_keeps_values():
+    matrix = interaction_matrix(SEEN, min_rating=3.0, weighting="rating")
+    np.testing.assert_array_equal(matrix.toarray(), [[5, 0, 0, 3], [0, 0, 0, 0], [0, 4, 0, 0]])
+    assert matrix.nnz == 3  # dropped ratings are not stored as zeros
+
+
+def test_centered_weighting_by_hand():
+    # user 0 mean 10/3: 5 -> 1 + 5/3, 2 -> 1, 3 -> 1; user 2 mean 2.5: 1 -> 1, 4 -> 2.5
+    matrix = interaction_matrix(SEEN, weighting="centered").toarray()
+    np.testing.assert_allclose(matrix[0], [1 + 5 / 3, 0, 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(matrix[2], [1, 2.5, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(interaction_weights(np.array([1.0, 4.0]), "centered"), [1, 2.5])
+
+
+@pytest.mark.parametrize(("min_rating", "weighting"), [(-1, "binary"), (float("nan"), "binary"),
+                                                       (0, "log"), (True, "binary")])
+def test_bad_parameters_name_the_value(min_rating, weighting):
+    with pytest.raises(ConfigError, match=r"min_rating|weighting"):
+        interaction_matrix(SEEN, min_rating=min_rating, weighting=weighting)
+
+
+@pytest.mark.parametrize("weighting", ["binary", "rating", "centered"])
+def test_a_new_users_values_match_a_training_row(weighting):
+    # user 0 of SEEN rated movies 0, 2, 3 with 5, 2, 3; min_rating 3 drops the 2 (its value is 0)
+    values = user_interactions(np.array([5.0, 2.0, 3.0]), min_rating=3.0, weighting=weighting)
+    row = interaction_matrix(SEEN, min_rating=3.0, weighting=weighting).toarray()[0]
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values, row[[0, 2, 3]])
+    assert user_interactions(np.empty(0), 0.0, weighting).shape == (0,)
