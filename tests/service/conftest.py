@@ -1,12 +1,15 @@
-"""A tiny model trained on synthetic data, saved once per session, and an app serving it."""
+"""A tiny model trained on synthetic data, saved once per session, an app serving it, and a real
+PostgreSQL server for the tests that need one (`postgres`, `database_url`)."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import PostgresServer, binaries
 
 with warnings.catch_warnings():  # starlette asks for httpx2 (not installed); httpx works the same here
     warnings.simplefilter("ignore")
@@ -40,3 +43,27 @@ def settings(model_dir: Path, tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of Debian's `postgresql` package, started in a temporary folder for this
+    session. Without the package the tests that need it are skipped, except in CI (``CI`` set),
+    where `scripts/test.sh` installs it and its absence is a failure."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        message = "needs Debian's postgresql (apt-get install -y postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is missing in CI: {message}")
+        pytest.skip(message)
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store database: a SQLite file, and a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from movierec.errors import ConfigError
@@ -49,29 +47,11 @@ def test_concurrent_updates_of_one_rating_keep_one_row(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0][1] in {1.0, 2.0, 3.0, 4.0}
 
 
-def _store_urls() -> list[str]:
-    """SQLite always; a PostgreSQL server too when MOVIEREC_TEST_POSTGRES_URL names one (a SQLAlchemy
-    URL; its profiles and ratings tables are emptied)."""
-    url = os.environ.get("MOVIEREC_TEST_POSTGRES_URL")
-    return ["sqlite"] + ([url] if url else [])
-
-
-def _open(url: str, tmp_path: Path) -> Store:
-    if url == "sqlite":
-        return Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    store = Store(url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM ratings"))
-        conn.execute(sa.text("DELETE FROM profiles"))
-    return store
-
-
-@pytest.mark.parametrize("url", _store_urls())
-def test_rating_limit_holds_under_concurrent_writers(url: str, tmp_path: Path) -> None:
+def test_rating_limit_holds_under_concurrent_writers(database_url: str) -> None:
     """The limit check and the write are one statement (after a row lock on PostgreSQL): 8 threads
     racing to add 50 movies to a profile limited to 10 leave exactly 10, and a rated movie can still
     be changed at the limit."""
-    store = _open(url, tmp_path)
+    store = Store(database_url)
     profile = store.create_profile()[0].id
     start = threading.Barrier(8)
 
@@ -93,14 +73,13 @@ def test_rating_limit_holds_under_concurrent_writers(url: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["one-statement", "portable"])
-@pytest.mark.parametrize("url", _store_urls())
-def test_a_token_checked_write_needs_the_profiles_token(url: str, portable: bool, tmp_path: Path,
+def test_a_token_checked_write_needs_the_profiles_token(database_url: str, portable: bool,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """``set_rating(..., token=)`` writes only with the profile's own token; without room it writes
     nothing either way. ``portable``: the checks another database's dialect runs (no upsert)."""
     if portable:
         monkeypatch.setattr(store_module, "_UPSERTS", {})
-    store = _open(url, tmp_path)
+    store = Store(database_url)
     profile, token = store.create_profile()
     _other, other_token = store.create_profile()
     assert store.set_rating(profile.id, "1", 4.0, token=token, limit=2) is not None
@@ -116,9 +95,8 @@ def test_a_token_checked_write_needs_the_profiles_token(url: str, portable: bool
     store.close()
 
 
-@pytest.mark.parametrize("url", _store_urls())
-def test_authenticated_ratings_is_authenticate_and_ratings(url: str, tmp_path: Path) -> None:
-    store = _open(url, tmp_path)
+def test_authenticated_ratings_is_authenticate_and_ratings(database_url: str) -> None:
+    store = Store(database_url)
     profile, token = store.create_profile("al")
     _other, other_token = store.create_profile()
     assert store.authenticated_ratings(profile.id, token) == (profile, [])  # no ratings yet
