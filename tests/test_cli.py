@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -710,3 +711,22 @@ def test_tune_reports_the_best_setting_on_the_test_part(cache: Path, mirror: Pat
 def test_serve_refuses_a_missing_model_folder(tmp_path: Path) -> None:
     assert_bad_input(run("serve", "--model-dir", tmp_path / "nothing"), "nothing")
     assert "--admin-token" in ok("serve", "--help").stdout
+
+
+def test_serve_refuses_an_unreachable_database_and_an_empty_one(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = ROOT / "tests" / "fixtures" / "artifacts-0.1.0" / "bias"
+    line = assert_bad_input(run("serve", "--model-dir", model, "--database-url",
+                                f"postgresql+psycopg://someone:secret@127.0.0.1:{port}/movierec"),
+                            f"host 127.0.0.1, port {port}")
+    assert "secret" not in line
+    # a replica joining without a model folder needs a database that publishes one
+    assert_bad_input(run("serve", "--database-url", f"sqlite:///{tmp_path / 'empty.sqlite3'}"),
+                     "no model to serve")
+    proc = subprocess.run([*COMMAND, "serve", "--model-dir", str(model), "--workers", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--workers" in lines[0]

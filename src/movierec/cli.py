@@ -942,23 +942,33 @@ def map_command(
 @app.command("serve")
 @_handle_errors
 def serve_command(
-    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", "-d", help="A trained model folder, published to every replica of the database. "
+        "Leave it out to join a running service: serve what its database publishes.")] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8000,
     database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="SQLAlchemy URL of the profile store (default: $MOVIEREC_DATABASE_URL, "
-        "else SQLite in the data folder).")] = None,
+        "--database-url", help="SQLAlchemy URL of the store every replica shares (profiles, ratings, the "
+        "served model version, retrain jobs); e.g. postgresql+psycopg://user:pass@host:5432/movierec. "
+        "Default: $MOVIEREC_DATABASE_URL, else SQLite in the data folder.")] = None,
     admin_token: Annotated[str | None, typer.Option(
         "--admin-token", help="Token for /api/admin/* (default: $MOVIEREC_ADMIN_TOKEN; unset: admin "
         "endpoints refuse).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1, help="Server processes on this machine, each a replica of the "
+        "database (SQLite: one machine only; PostgreSQL: any number of machines).")] = 1,
+    sync_interval: Annotated[float, typer.Option(
+        "--sync-interval", min=0.05, help="Seconds between a replica's looks for a model published "
+        "through another (a reload or retrain reaches every replica within this plus the load time).")
+    ] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the model over HTTP: the JSON API under /api (schema at /openapi.json) and the web page at
-    /, with new people's profiles and ratings kept in a database."""
+    /, with new people's profiles and ratings kept in a database that every replica shares."""
     from movierec.service import serve
 
     serve(model_dir, host, port, database_url=database_url, admin_token=admin_token,
-          log_level="warning" if as_json else "info")
+          log_level="warning" if as_json else "info", workers=workers, sync_interval=sync_interval)
 
 
 # Typer's usage errors are click's, or since typer 0.2x its own vendored copy; reach the class

@@ -4,6 +4,8 @@ bad request a 4xx with a JSON error, tokens guarding profiles, admin endpoints b
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -43,9 +45,11 @@ def assert_error(response, status: int) -> dict:  # type: ignore[no-untyped-def]
 
 # -- reading ---------------------------------------------------------------------------------
 def test_health_and_model(client: TestClient) -> None:
-    assert client.get("/api/health").json() == {"status": "ok", "model": "biased-mf-als", "version": "0.1.0"}
+    health = client.get("/api/health").json()
+    assert health == {"status": "ok", "model": "biased-mf-als", "version": "0.1.0", "model_version": 1,
+                      "replica": f"{socket.gethostname()}:{os.getpid()}"}
     model = client.get("/api/model").json()
-    assert model["model"] == "biased-mf-als"
+    assert model["model"] == "biased-mf-als" and model["model_version"] == 1
     assert model["params"]["factors"] == 4
     assert (model["users"], model["movies"], model["ratings"]) == (60, 80, 1500)
     assert model["metrics"] == {"rmse": 0.9, "ndcg@10": 0.1}
@@ -271,11 +275,14 @@ def test_reload_swaps_the_model_and_refuses_a_bad_folder(client: TestClient, mod
                                                           tmp_path: Path) -> None:
     admin = {"X-Admin-Token": ADMIN}
     body = client.post("/api/admin/reload", headers=admin).json()
-    assert body == {"model": "biased-mf-als", "model_dir": str(model_dir), "movies": 80, "users": 60}
+    # published again: a new version (1 was the start-up's) that every replica switches to
+    assert body == {"model": "biased-mf-als", "model_dir": str(model_dir), "model_version": 2, "movies": 80,
+                    "users": 60}
     bad = assert_error(client.post("/api/admin/reload", json={"model_dir": str(tmp_path / "nope")},
                                    headers=admin), 422)
     assert "not a movierec model folder" in bad["message"]
-    assert client.get("/api/health").json()["model"] == "biased-mf-als"  # the old model stays
+    health = client.get("/api/health").json()  # the old model stays, and nothing was published
+    assert (health["model"], health["model_version"]) == ("biased-mf-als", 2)
 
 
 def test_retrain_runs_in_the_background_with_progress(client: TestClient, settings: Settings) -> None:

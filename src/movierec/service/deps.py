@@ -6,13 +6,14 @@ and on a 2-core machine three pool hops per request cost more than the model's w
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from movierec.errors import ConfigError
 from movierec.models.core.filters import parse_years
@@ -83,18 +84,21 @@ def check_profile_ratings(state: ServiceState, profile_id: str,
 
 
 async def in_store(state: ServiceState, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a store function: inline on the event loop for SQLite, through the thread pool otherwise.
+    """Call a store function: inline on the event loop for SQLite in a one-process service, through the
+    thread pool otherwise.
 
     A local SQLite call takes ~0.1-0.3 ms: WAL readers never wait, and every route writes through
     here, so this process's writes come one at a time from the loop and never wait for each other. A
     thread-pool hop costs more than that, and dozens of pool threads fighting for the GIL delayed
-    writes by hundreds of milliseconds under load. The service assumes it is the only process
-    writing its SQLite file: another writer would make the loop wait for the lock (up to the store's
-    busy timeout). A network database's round trips go to the pool.
+    writes by hundreds of milliseconds under load. With several worker processes on one SQLite file
+    another process may hold the write lock, and waiting for it would stall the loop, so the calls go
+    to threads (`ServiceState.inline_store`); so do a network database's round trips, at most
+    `STORE_THREADS` at once (more only fight over the GIL).
     """
-    if state.store.is_sqlite:
+    if state.inline_store:
         return function(*args, **kwargs)
-    return await run_in_threadpool(function, *args, **kwargs)
+    return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs),
+                                          limiter=state.store_limiter)
 
 
 ProfileDep = Annotated[Profile, Depends(profile_auth)]

@@ -1,5 +1,6 @@
-"""Every error leaves as JSON ``{"error", "message"[, "detail"]}`` with a 4xx status; a 5xx only for
-a bug (logged with its traceback, answered without one)."""
+"""Every error leaves as JSON ``{"error", "message"[, "detail"]}`` with a 4xx status; a 503 with
+Retry-After while the database cannot be reached (nothing was written; the client should retry); a
+500 only for a bug (logged with its traceback, answered without one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from movierec.errors import ConfigError, DataError, MovieRecError, UnknownIdError
+from movierec.service.store import StoreUnavailable
 
 __all__ = ["ApiError", "install"]
 
@@ -19,7 +21,11 @@ log = logging.getLogger(__name__)
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-          415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error"}
+          415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
+          503: "unavailable"}
+
+#: Seconds a client is asked to wait before retrying while the database is unavailable.
+RETRY_AFTER = 2
 
 
 class ApiError(Exception):
@@ -64,6 +70,12 @@ def install(app: FastAPI) -> None:
     async def movierec_error(_: Request, exc: MovieRecError) -> JSONResponse:
         status = 422 if isinstance(exc, ConfigError | DataError) else 400
         return error_response(status, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("answered 503: %s", exc)
+        return error_response(503, "the database is unavailable; nothing was changed, retry shortly",
+                              headers={"Retry-After": str(RETRY_AFTER)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

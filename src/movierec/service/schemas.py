@@ -20,11 +20,14 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok"]
     model: str
-    version: str
+    version: str = Field(description="movierec's version")
+    model_version: int = Field(description="the published model version this replica serves")
+    replica: str = Field(description="host and process id of the replica that answered")
 
 
 class ModelOut(BaseModel):
     model: str
+    model_version: int = Field(description="the published model version this replica serves")
     params: dict[str, Any]
     predicts_ratings: bool
     scale: tuple[float, float]
@@ -180,5 +183,6 @@ class ReloadIn(BaseModel):
 class ReloadOut(BaseModel):
     model: str
     model_dir: str
+    model_version: int = Field(description="the version every replica now switches to")
     movies: int
     users: int

@@ -1,4 +1,7 @@
-"""Admin: retrain in the background (with progress), reload a model. Behind the admin token."""
+"""Admin: retrain in the background (with progress), reload a model. Behind the admin token.
+
+Both act on every replica: the new model is published in the store and each replica switches to it
+within its ``sync_interval``; a job's progress is in the store, so any replica answers for it."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(ad
 
 
 @router.post("/retrain", response_model=JobOut, status_code=202,
-             summary="Refit the served model on its training ratings in the background; swap when done")
+             summary="Refit the served model on its training ratings in the background; every replica "
+                     "serves it when done")
 def retrain(state: StateDep, body: Annotated[RetrainIn | None, Body()] = None) -> dict[str, Any]:
     try:
         job = state.start_retrain(dict(body.params) if body is not None else {})
@@ -25,32 +29,35 @@ def retrain(state: StateDep, body: Annotated[RetrainIn | None, Body()] = None) -
         raise ApiError(409, str(exc)) from None
     except TypeError as exc:  # an unknown hyperparameter name
         raise ApiError(422, f"params: {exc}") from None
-    return job.public()
+    return job
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="Retrain jobs, newest first")
 def jobs(state: StateDep) -> list[dict[str, Any]]:
-    return [job.public() for job in sorted(state.jobs.values(), key=lambda j: -j.started)]
+    return state.store.jobs(stale_after=state.settings.job_stale_after)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}},
             summary="One retrain's progress")
 def job(job_id: str, state: StateDep) -> dict[str, Any]:
-    found = state.jobs.get(job_id)
+    found = state.store.job(job_id, stale_after=state.settings.job_stale_after)
     if found is None:
         raise ApiError(404, f"no retrain job {job_id!r}")
-    return found.public()
+    return found
 
 
 @router.post("/reload", response_model=ReloadOut, responses={422: {"model": ErrorOut}},
-             summary="Load a model folder (default: the one the service started with) and serve it")
+             summary="Load a model folder (default: the one this replica started with) and serve it on "
+                     "every replica")
 def reload(state: StateDep, body: Annotated[ReloadIn | None, Body()] = None) -> dict[str, Any]:
     folder = Path(body.model_dir) if body is not None and body.model_dir else state.settings.model_dir
+    if folder is None:
+        raise ApiError(422, "model_dir is needed: this replica started without a model folder")
     try:
         loaded = state.reload(folder)
     except MovieRecError as exc:
         raise ApiError(422, f"cannot load {folder}: {exc}") from None
     except (OSError, ValueError) as exc:  # unreadable, or a path the OS cannot name (NUL bytes)
         raise ApiError(422, f"cannot load {folder}: {getattr(exc, 'strerror', None) or exc}") from None
-    return {"model": loaded.model.name, "model_dir": str(folder), "movies": len(loaded.model.items_),
-            "users": len(loaded.model.users_)}
+    return {"model": loaded.model.name, "model_dir": str(loaded.model_dir), "model_version": loaded.version,
+            "movies": len(loaded.model.items_), "users": len(loaded.model.users_)}

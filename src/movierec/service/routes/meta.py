@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,7 +17,8 @@ router = APIRouter(prefix="/api", tags=["service"])
 
 @router.get("/health", response_model=HealthOut, summary="Liveness, and which model answers")
 async def health(loaded: LoadedDep) -> dict[str, Any]:
-    return {"status": "ok", "model": loaded.model.name, "version": __version__}
+    return {"status": "ok", "model": loaded.model.name, "version": __version__,
+            "model_version": loaded.version, "replica": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 @router.get("/model", response_model=ModelOut, summary="The served model: data, metrics, when trained")
@@ -29,6 +32,7 @@ async def model_info(loaded: LoadedDep) -> dict[str, Any]:
                for row in (manifest.get("history") or []) if isinstance(row, dict)]
     return {
         "model": loaded.model.name,
+        "model_version": loaded.version,
         "params": {k: v for k, v in loaded.model.get_params().items()
                    if v is None or isinstance(v, int | float | str | bool)},
         "predicts_ratings": loaded.model.predicts_ratings,
