@@ -183,6 +183,10 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
     return app
 
 
+_NOTHING_TO_SERVE = ("no model to serve: the database has none published yet; give a model folder "
+                     "(movierec serve --model-dir DIR)")
+
+
 def _first_model(settings: Settings, store: Store, artifact: Artifact | None) -> Loaded:
     """What a replica serves when it starts: the store's published model; ``settings.model_dir``
     (published now) when the store has none yet.
@@ -194,8 +198,7 @@ def _first_model(settings: Settings, store: Store, artifact: Artifact | None) ->
     published = store.served_model()
     if published is None:
         if settings.model_dir is None:
-            raise ConfigError("no model to serve: the database has none published yet; start a replica "
-                              "with a model folder (movierec serve --model-dir DIR)")
+            raise ConfigError(_NOTHING_TO_SERVE)
         folder = settings.model_dir.resolve()
         loaded_artifact = artifact if artifact is not None else load_model(folder)
         return Loaded(loaded_artifact, folder, settings.cache_size, store.publish_model(str(folder)))
@@ -241,8 +244,7 @@ def serve(model_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
             if published is None or Path(published[1]) != folder:
                 store.publish_model(str(folder))  # what the operator asked for, for every replica
         elif published is None:
-            raise ConfigError("no model to serve: the database has none published yet; give a model "
-                              "folder (movierec serve --model-dir DIR)")
+            raise ConfigError(_NOTHING_TO_SERVE)
     finally:
         store.close()
     if settings.workers == 1:
