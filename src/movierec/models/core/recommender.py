@@ -46,12 +46,20 @@ from movierec.models.core.filters import MovieFacts, candidate_mask
 from movierec.models.core.rerank import select
 from movierec.models.core.topk import top_k
 
-__all__ = ["Callback", "Picks", "Recommender"]
+__all__ = ["Callback", "Picks", "Recommender", "block_users"]
 
 #: ``callback(event, info)``: progress from `fit` (``event`` like ``"epoch"``; ``info`` a dict).
 Callback = Callable[[str, dict[str, Any]], None]
 
-_BATCH = 1024
+# Known users are scored in blocks of at most this many scores (users x items; float64: 128 MB), and
+# at most _BLOCK_USERS users: memory stays bounded whatever the number of users or movies.
+_BLOCK_SCORES = 1 << 24
+_BLOCK_USERS = 1024
+
+
+def block_users(n_items: int) -> int:
+    """How many users `Recommender.recommend_indices` scores at once for a catalog of ``n_items``."""
+    return max(1, min(_BLOCK_USERS, _BLOCK_SCORES // max(n_items, 1)))
 
 
 class Picks(NamedTuple):
@@ -320,7 +328,8 @@ class Recommender:
         candidates: np.ndarray | None = None,
         diversity: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores for known user indices, best first, in batches.
+        """Top-``k`` item indices and scores for known user indices, best first, scored a block of
+        users at a time (`block_users`), so memory is bounded by the block, not by the users.
 
         Args:
             candidates: optional bool mask over items; only True items are recommended.
@@ -336,8 +345,9 @@ class Recommender:
         width = min(int(k), len(self.items_))
         items = np.full((len(user_index), width), -1, dtype=np.int64)
         scores = np.full((len(user_index), width), -np.inf)
-        for start in range(0, len(user_index), _BATCH):
-            block = user_index[start : start + _BATCH]
+        step = block_users(len(self.items_))
+        for start in range(0, len(user_index), step):
+            block = user_index[start : start + step]
             block_scores = self._score_users(block)
             exclude = self.seen_[block] if exclude_seen else None
             top, top_scores = self._select(block_scores, width, exclude, candidates, diversity)
