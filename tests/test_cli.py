@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -730,3 +731,13 @@ def test_serve_refuses_an_unreachable_database_and_an_empty_one(tmp_path: Path) 
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--workers" in lines[0]
+
+
+def test_recommend_all_writes_every_users_top_k(tmp_path: Path) -> None:
+    model = ROOT / "tests" / "fixtures" / "artifacts-0.1.0" / "ials"
+    summary = ok_json("recommend-all", "--model-dir", model, "--out", tmp_path / "top.parquet", "-k", "4")
+    written = pd.read_parquet(tmp_path / "top.parquet")
+    assert summary["users"] == written["user"].nunique() == 40
+    assert summary["rows"] == len(written) and written.groupby("user").size().max() == 4
+    assert list(written.columns) == ["user", "rank", "item", "score"]
+    assert_bad_input(run("recommend-all", "--model-dir", model, "--out", tmp_path), "is a folder")

@@ -867,6 +867,42 @@ def recommend_command(
                             "score"))
 
 
+@app.command("recommend-all")
+@_handle_errors
+def recommend_all_command(
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-d", help="A trained model folder.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The Parquet file to write (columns "
+                                           "user, rank, item, score; replaced if it exists).")],
+    k: Annotated[int, typer.Option("--k", "-k", help="Movies per user.", min=1)] = 100,
+    include_seen: Annotated[bool, typer.Option("--include-seen", help="Also recommend movies the "
+                                               "user rated in training.")] = False,
+    chunk_users: Annotated[int | None, typer.Option("--chunk-users", min=1, help="Users per chunk "
+                           "(default: about 16 million scores a chunk); memory grows with it.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Chunks computed at once, one "
+                                         "thread each.")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the top-k movies of every user of the training data to a Parquet file, a chunk of users
+    at a time (for batch jobs: emails, caches, offline evaluation)."""
+    from movierec.artifacts import load_model
+    from movierec.export import recommend_all
+
+    model = load_model(model_dir).model
+    progress = Progress(TextColumn("recommending"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("users"), TimeRemainingColumn(), console=err, transient=True,
+                        disable=as_json)
+    with progress:
+        task = progress.add_task("users", total=len(model.users_))
+        summary = recommend_all(model, out_file, k, exclude_seen=not include_seen,
+                                chunk_users=chunk_users, workers=workers,
+                                progress=lambda done, total: progress.update(task, completed=done))
+    if as_json:
+        _print_json({**summary, "k": k, "model": model.name})
+        return
+    out.print(f"wrote {summary['rows']:,} recommendations for {summary['users']:,} users to "
+              f"{out_file} in {summary['seconds']:.1f} s")
+
+
 @app.command("similar")
 @_handle_errors
 def similar_command(
