@@ -82,14 +82,8 @@ def recommend_all(
     rows = 0
 
     def chunk(first: int) -> pa.Table:
-        users = np.arange(first, min(first + step, n_users))
-        items, scores = model.recommend_indices(users, k, exclude_seen)
-        keep = items >= 0
-        row, rank = np.nonzero(keep)
-        return pa.table({"user": model.users_.ids[users[row]], "rank": (rank + 1).astype(np.int32),
-                         "item": model.items_.ids[items[keep]],
-                         "score": np.asarray(model._display_scores(scores[keep]), dtype=np.float64)},
-                        schema=schema)
+        frame = model.recommend_batch(model.users_.ids[first : first + step], k, exclude_seen)
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
     with ExitStack() as stack:
         temp = stack.enter_context(atomic_file(path))
