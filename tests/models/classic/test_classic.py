@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from devices import assert_same_run
 from movierec.artifacts import load_model, read_manifest, save_model
 from movierec.data.dataset import Dataset, Ratings
 from movierec.data.split import Split, make_split, random_split
@@ -188,7 +189,7 @@ def test_same_seed_same_model(name: str, split: Split) -> None:
     first = cls(**params, random_state=5).fit(split.train).predict(users, items)
     again = cls(**params, random_state=5).fit(split.train).predict(users, items)
     other = cls(**params, random_state=6).fit(split.train).predict(users, items)
-    np.testing.assert_array_equal(first, again)
+    assert_same_run(first, again)
     assert not np.allclose(first, other)
 
 
@@ -300,7 +301,7 @@ def test_regressor_temporal_carve_out_holds_out_the_latest_ratings(split: Split)
     assert np.array_equal(given_rows, rows) and given.fingerprint() == valid.fingerprint()
     quick = {"epochs": 8, "patience": 1, "batch_size": 256}
     probe_users, probe_items = split.test.user_ids[:50], split.test.item_ids[:50]
-    np.testing.assert_array_equal(
+    assert_same_run(
         EmbeddingRegressor(**quick).fit(train, valid=split.test).predict(probe_users, probe_items),
         EmbeddingRegressor(**quick).fit(train).predict(probe_users, probe_items))
     fitted = EmbeddingRegressor(temporal_valid=True, epochs=60, patience=1,

@@ -47,3 +47,17 @@ def test_a_new_users_values_match_a_training_row(weighting):
     assert values.dtype == np.float32
     np.testing.assert_array_equal(values, row[[0, 2, 3]])
     assert user_interactions(np.empty(0), 0.0, weighting).shape == (0,)
+
+
+@pytest.mark.parametrize("time_span", [100, 1 << 54, 1 << 62])  # one sort, two, lexsort
+def test_session_order_is_the_lexsort_whatever_key_packing(time_span: int) -> None:
+    """The packed-key orders (one sort, two stable sorts) equal np.lexsort, ties in time included."""
+    from movierec.models.core.interactions import _user_time_item_order
+
+    rng = np.random.default_rng(time_span % 97)
+    n = 3000
+    users = rng.integers(0, 50, n).astype(np.int32)
+    items = rng.integers(0, 40, n).astype(np.int32)
+    times = rng.integers(-5, 5, n).astype(np.int64) * (time_span // 10)  # many equal times
+    np.testing.assert_array_equal(_user_time_item_order(users, times, items, 50, 40),
+                                  np.lexsort((items, times, users)))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from devices import assert_same_run
 from movierec.artifacts import load_model, save_model
 from movierec.data.dataset import Dataset, Ratings, Vocabulary
 from movierec.data.split import Split, make_split, random_split
@@ -183,8 +184,8 @@ def test_svdpp_implicit_term_uses_only_training_movies(split: Split, fitted: dic
 def test_validation_data_changes_nothing_but_the_history(split: Split, fitted: dict[type, Any]) -> None:
     for cls in CLASSES:
         with_valid = cls(**FAST[cls]).fit(split.train, valid=split.test)
-        np.testing.assert_array_equal(with_valid.predict(split.test.user_ids, split.test.item_ids),
-                                      fitted[cls].predict(split.test.user_ids, split.test.item_ids))
+        assert_same_run(with_valid.predict(split.test.user_ids, split.test.item_ids),
+                        fitted[cls].predict(split.test.user_ids, split.test.item_ids))
         assert "valid_rmse" in with_valid.history_[-1] and "valid_rmse" not in fitted[cls].history_[-1]
 
 
@@ -249,7 +250,7 @@ def test_same_seed_same_model_other_seed_other_model(cls: type, split: Split) ->
     first = cls(**FAST[cls]).fit(split.train).predict(users, items)
     again = cls(**FAST[cls]).fit(split.train).predict(users, items)
     other = cls(**FAST[cls] | {"random_state": 1}).fit(split.train).predict(users, items)
-    np.testing.assert_array_equal(first, again)
+    assert_same_run(first, again)
     assert np.abs(first - other).max() > 1e-3
 
 

@@ -109,7 +109,9 @@ class TowerRecommender(Recommender):
         return torch.as_tensor(np.array(ratings, dtype=np.float32))
 
     def _data_loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out[..., 0], target)
+        # the target in the output's dtype: autograd on CUDA refuses a float32 target against a
+        # float64 output in backward (a fold-in check runs the network in float64)
+        return F.mse_loss(out[..., 0], target.to(out.dtype))
 
     def _to_rating(self, out: torch.Tensor) -> torch.Tensor:
         return out[..., 0]

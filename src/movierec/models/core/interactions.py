@@ -107,7 +107,7 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     means = (np.bincount(users, ratings, train.n_users)
              / np.maximum(np.bincount(users, minlength=train.n_users), 1))
     values = interaction_weights(ratings, weighting, means[users]).astype(np.float64)
-    order = np.lexsort((items, train.timestamp, users))
+    order = _user_time_item_order(users, train.timestamp, items, train.n_users, train.n_items)
     users, items, times = users[order], items[order], train.timestamp[order]
     values, ratings = values[order], ratings[order]
     starts = np.ones(len(users), dtype=bool)
@@ -116,6 +116,26 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     keep = ratings >= min_rating
     shape = (int(session[-1]) + 1 if len(session) else 0, train.n_items)
     return sp.csr_matrix((values[keep], (session[keep], items[keep])), shape=shape)
+
+
+def _user_time_item_order(users: np.ndarray, times: np.ndarray, items: np.ndarray, n_users: int,
+                          n_items: int) -> np.ndarray:
+    """``np.lexsort((items, times, users))``, faster: one argsort of a packed int64 key when user,
+    time offset and item fit in 63 bits (ml-32m: 18 + 30 + 17 bits), else two stable argsorts (by
+    item, then by a packed user-time key), else the lexsort. Same permutation in every case."""
+    if not len(users):
+        return np.empty(0, dtype=np.int64)
+    offset = times.astype(np.int64) - int(times.min())
+    user_bits, item_bits = int(n_users).bit_length(), int(n_items).bit_length()
+    time_bits = int(offset.max()).bit_length()
+    if user_bits + time_bits + item_bits <= 63:
+        key = (((users.astype(np.int64) << time_bits) | offset) << item_bits) | items.astype(np.int64)
+        return np.argsort(key, kind="stable")  # keys are distinct: pairs are
+    if user_bits + time_bits <= 63:
+        by_item = np.argsort(items, kind="stable")
+        key = (users.astype(np.int64) << time_bits) | offset
+        return by_item[np.argsort(key[by_item], kind="stable")]
+    return np.lexsort((items, times, users))
 
 
 def session_rows(train: Ratings, gap: float, min_rating: float = 0.0, weighting: str = "binary"

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from movierec.data.dataset import Catalog, Ratings, Vocabulary
 from movierec.errors import ConfigError, DataError, NotFittedError
 from movierec.models.core.checks import check_diversity, check_int, check_k
+from movierec.models.core.determinism import cuda_determinism, wants_cuda
 from movierec.models.core.explain import because, explanation
 from movierec.models.core.filters import MovieFacts, candidate_mask
 from movierec.models.core.rerank import select
@@ -183,7 +184,8 @@ class Recommender:
             self.scale_ = train.scale
             self.seen_ = train.csr
             self.catalog_ = catalog
-            self._fit(train, valid, callback)
+            with cuda_determinism(getattr(self, "device", None)):
+                self._fit(train, valid, callback)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -342,6 +344,9 @@ class Recommender:
         self._require_fitted()
         check_diversity(diversity)
         user_index = np.asarray(user_index, dtype=np.int64)
+        device_top_k = self._device_top_k(len(user_index)) if diversity <= 0 else None
+        if device_top_k is not None:
+            return device_top_k.top_k(user_index, k, self.seen_ if exclude_seen else None, candidates)
         width = min(int(k), len(self.items_))
         items = np.full((len(user_index), width), -1, dtype=np.int64)
         scores = np.full((len(user_index), width), -np.inf)
@@ -354,6 +359,20 @@ class Recommender:
             items[start : start + len(block)] = top
             scores[start : start + len(block)] = top_scores
         return items, scores
+
+    def _dot_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(user vectors (n_users, f), item vectors (n_items, f), item offsets (n_items,)) for a model
+        whose known-user scores are exactly ``x_u · y_i + b_i`` in float64, else None. Such a model
+        ranks large batches on its torch device (`movierec.models.core.device_topk`)."""
+        return None
+
+    def _device_top_k(self, n_users: int) -> Any:
+        """The device ranker for a call ranking ``n_users`` users, or None for the CPU path."""
+        if not wants_cuda(getattr(self, "device", None)) or self._dot_parts() is None:
+            return None
+        from movierec.models.core.device_topk import ranker_for
+
+        return ranker_for(self, n_users)
 
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Scores as returned to callers: a rating model's are clipped to the scale like `predict`

@@ -75,6 +75,9 @@ class ImplicitFactors(Recommender):
         items, bias = self._items64()
         return self.user_factors_[user_index].astype(np.float64) @ items.T + bias[None, :]
 
+    def _dot_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.user_factors_, self.item_factors_, self.item_bias_
+
     def _scores_for(self, vector: np.ndarray) -> np.ndarray:
         """Scores of one folded-in vector. Float32 here: a single matrix-vector product is bound by
         reading the item factors (5 MB in float64 for 10k movies x 64), and a new user's scores are

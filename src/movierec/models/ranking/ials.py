@@ -263,6 +263,8 @@ class ImplicitALS(ImplicitFactors):
             start = time.perf_counter()
             ials_cg_solve(by_item, users, items, reg, steps)
             ials_cg_solve(by_user, items, users, reg, steps)
+            if device.type == "cuda":  # CUDA runs ahead of the host: time the work, not its launch
+                torch.cuda.synchronize(device)
             record_epoch(history, {"epoch": epoch, "epochs": self.epochs,
                                     "seconds": time.perf_counter() - start}, callback)
         self.user_factors_ = users[:n_real].cpu().numpy()
