@@ -112,3 +112,21 @@ def test_module_arrays_round_trip() -> None:
     target = torch.nn.Linear(3, 1)
     load_module_arrays(target, module_arrays(source, "net."), "net.")
     assert torch.equal(source.weight, target.weight) and torch.equal(source.bias, target.bias)
+
+
+def test_auto_keeps_a_model_that_is_slower_on_a_gpu_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """device="auto" picks CUDA where present, except for models with auto_cuda False (measured
+    slower there); an explicit "cuda" is honoured for every model."""
+    import torch
+
+    from movierec.models.core.train import resolve_device
+    from movierec.models.registry import get_model_class
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_device("auto", prefer_cuda=False).type == "cpu"
+    assert resolve_device("cuda", prefer_cuda=False).type == "cuda"
+    slower = {name for name in ("dot-bias-sigmoid", "embedding-mlp", "embedding-regressor",
+                                "rating-classifier", "mean-normalized-mf", "ials", "mult-vae")
+              if not get_model_class(name).auto_cuda}
+    assert slower == {"dot-bias-sigmoid", "embedding-mlp", "embedding-regressor", "rating-classifier"}

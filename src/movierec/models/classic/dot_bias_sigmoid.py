@@ -61,6 +61,7 @@ class DotBiasSigmoid(Recommender):
     """
 
     name = "dot-bias-sigmoid"
+    auto_cuda = False  # slower on a GPU than on a CPU (figures in `movierec.models.classic.shared`)
     # Small: with a negligible L2, the step count is the fold-in's regulariser (best held-out RMSE
     # of folded-in users on mlsmall-rand90 among 0.003..0.1).
     _fold_in_lr: ClassVar[float] = 0.007
@@ -81,7 +82,7 @@ class DotBiasSigmoid(Recommender):
         check_common(self)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, prefer_cuda=self.auto_cuda)
         generator, _ = generators(self.random_state, device)
         n_users, n_items, k = train.n_users, train.n_items, self.factors
         low, high = self.scale_

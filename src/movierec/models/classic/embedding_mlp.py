@@ -28,7 +28,8 @@ class EmbeddingMLP(TowerRecommender):
         weight_decay: L2 on the dense layers (Adam's weight decay). Without it the layers grow as
             the embeddings shrink, and ``reg`` alone does not regularise.
         random_state: seed of initial weights, batch order and dropout.
-        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda[:N]"``.
+        device: ``"auto"`` (the CPU: these small steps are slower on a GPU, see
+            `movierec.models.classic.shared`), ``"cpu"`` or ``"cuda[:N]"``.
         threads: torch CPU threads while fitting (None: leave torch's setting).
 
     The output layer's bias starts at the training mean, so the network learns deviations from it.

@@ -100,6 +100,7 @@ class TowerRecommender(Recommender):
     """
 
     _fold_in_lr: ClassVar[float] = 0.05
+    auto_cuda = False  # slower on a GPU than on a CPU (figures in `movierec.models.classic.shared`)
 
     # -- what subclasses define ---------------------------------------------------------------------
     def _outputs(self, train: Ratings) -> int:
@@ -141,7 +142,7 @@ class TowerRecommender(Recommender):
         check_common(self)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, prefer_cuda=self.auto_cuda)
         generator, dropout_generator = generators(self.random_state, device)
         with torch_threads(self.threads):
             module = EmbeddingTower(train.n_users, train.n_items, self.factors,

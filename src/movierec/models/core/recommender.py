@@ -103,6 +103,9 @@ class Recommender:
     predicts_ratings: ClassVar[bool] = True
     #: whether `fit` needs the movie catalog (content features).
     uses_catalog: ClassVar[bool] = False
+    #: whether ``device="auto"`` may train on CUDA (models with a ``device``); False for models
+    #: measured slower on a GPU than on a CPU, which ``device="cuda"`` still puts there.
+    auto_cuda: ClassVar[bool] = True
 
     catalog_: Catalog | None = None
     users_: Vocabulary
@@ -184,7 +187,8 @@ class Recommender:
             self.scale_ = train.scale
             self.seen_ = train.csr
             self.catalog_ = catalog
-            with cuda_determinism(getattr(self, "device", None)):
+            device = getattr(self, "device", None)
+            with cuda_determinism("cpu" if device == "auto" and not self.auto_cuda else device):
                 self._fit(train, valid, callback)
         except BaseException:
             self.__dict__.clear()

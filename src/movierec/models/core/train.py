@@ -40,17 +40,20 @@ __all__ = [
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 
 
-def resolve_device(device: str | torch.device | None, *, strict: bool = True) -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else as torch reads it.
+def resolve_device(device: str | torch.device | None, *, strict: bool = True, prefer_cuda: bool = True
+                   ) -> torch.device:
+    """``"auto"``/None -> CUDA when available (and ``prefer_cuda``), else CPU; anything else as torch
+    reads it.
 
     With ``strict=False`` a CUDA device on a machine without CUDA falls back to the CPU (a model
-    trained on a GPU still scores on a CPU-only machine).
+    trained on a GPU still scores on a CPU-only machine). A model that is slower on a GPU than on a
+    CPU passes ``prefer_cuda=False`` (its ``auto_cuda``), so "auto" keeps it on the CPU.
 
     Raises:
         ConfigError: for an unknown device, or (strict) CUDA asked for where there is none.
     """
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
