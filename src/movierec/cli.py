@@ -332,8 +332,8 @@ def data_synth(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
     scale: Annotated[
         str | None,
-        typer.Option("--scale", help="0.5-5 (half stars) or 1-5 [default: the --layout dataset's "
-                     "scale, else 0.5-5]."),
+        typer.Option("--scale", help="0.5-5 (half stars) or 1-5 (default: the --layout dataset's "
+                     "scale, else 0.5-5)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     layout: Annotated[
