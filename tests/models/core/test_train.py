@@ -117,8 +117,6 @@ def test_module_arrays_round_trip() -> None:
 def test_auto_keeps_a_model_that_is_slower_on_a_gpu_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """device="auto" picks CUDA where present, except for models with auto_cuda False (measured
     slower there); an explicit "cuda" is honoured for every model."""
-    import torch
-
     from movierec.models.core.train import resolve_device
     from movierec.models.registry import get_model_class
 

@@ -1,9 +1,10 @@
 """Known users' top-k on the model's torch device, for models whose scores are inner products.
 
-A model whose known-user scores are ``x_u · y_i + b_i`` (iALS, BPR: `Recommender._dot_parts`) and
-whose ``device`` resolves to CUDA ranks large batches of users there: the item vectors go to the
-device once, each block of users is scored by one float64 matrix product, seen and non-candidate
-movies are masked in place, and only the top few columns per user come back to the host. On an
+A model whose known-user scores are ``x_u · y_i + b_i`` (`Recommender._dot_parts`; today iALS, the
+one such model with a ``device``) and whose ``device`` resolves to CUDA ranks large batches of users
+there: the item vectors go to the device once, each block of users is scored by one float64 matrix
+product, seen and non-candidate movies are masked in place, and only the top few columns per user
+come back to the host. On an
 87k-movie catalog this is the difference between shipping 700 MB of scores per 1,024 users and
 shipping 8 KB.
 
