@@ -114,12 +114,16 @@ def ranker_for(model: Any, n_users: int) -> DotTopK | None:
     it: CUDA absent, a call under `MIN_DEVICE_SCORES` scores, or no inner-product parts. Built once
     per set of learned arrays and kept on the model."""
     parts = model._dot_parts()
-    if parts is None or not parts.exact or n_users * len(model.items_) < MIN_DEVICE_SCORES or not torch.cuda.is_available():
+    if parts is None or not parts.exact or n_users * len(model.items_) < MIN_DEVICE_SCORES:
+        return None
+    if not torch.cuda.is_available():
         return None
     device = torch.device("cuda" if model.device == "auto" else model.device)
     cached = getattr(model, "_device_top_k_cache", None)
-    if cached is None or cached[0] is not parts.items or cached[1] is not parts.offsets or cached[2] != device:
-        cached = (parts.items, parts.offsets, device, DotTopK(parts.users, parts.items, parts.offsets, device))
+    if (cached is None or cached[0] is not parts.items or cached[1] is not parts.offsets
+            or cached[2] != device):
+        ranker = DotTopK(parts.users, parts.items, parts.offsets, device)
+        cached = (parts.items, parts.offsets, device, ranker)
         model._device_top_k_cache = cached
     cached[3].users = parts.users
     return cached[3]
