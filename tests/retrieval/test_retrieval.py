@@ -207,3 +207,20 @@ def test_refitting_drops_the_index(data: Any) -> None:
     assert model.retriever is None
     # a retriever kept by hand for replaced arrays declines, and the exact path answers
     assert retriever.top_k(model, np.arange(3), 5, None, None) is None
+
+
+@needs_faiss
+def test_the_service_ranks_a_large_catalog_through_the_index(data: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from movierec.retrieval import retriever as retriever_module
+    from movierec.service.state import Loaded
+
+    folder = save_model(_fit("ials", data), tmp_path / "model")
+    small = Loaded(load_model(folder), folder)
+    assert small.model.retriever is None  # 1,500 movies: below the automatic threshold
+    monkeypatch.setattr(retriever_module, "ANN_MIN_ITEMS", len(small.model.items_))
+    loaded = Loaded(load_model(folder), folder)
+    assert loaded.model.retriever is not None and (folder / INDEX_FILE).is_file()
+    user = loaded.model.users_.ids[0]
+    picks = loaded.model.picks(user, 10)
+    assert len(picks.items) == 10 and loaded.model.retriever.ann_users == 1

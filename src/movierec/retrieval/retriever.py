@@ -141,12 +141,12 @@ def _exact(model: Recommender, users: np.ndarray, width: int, exclude: sp.csr_ma
 
 
 def attach(model: Recommender, folder: str | Path | None = None, ann: str = "auto", *,
-           min_items: int = ANN_MIN_ITEMS, target_recall: float = 0.98) -> AnnRetriever | None:
+           min_items: int | None = None, target_recall: float = 0.98) -> AnnRetriever | None:
     """Give ``model`` an approximate retriever per ``ann`` and return it (None: exact scoring).
 
     ``ann``: ``"off"`` never; ``"on"`` whenever the model's scores are inner products; ``"auto"``
-    when they are and the catalog has at least ``min_items`` movies. The index comes from
-    ``folder`` (a model folder) when one saved there was built for this very model (same
+    when they are and the catalog has at least ``min_items`` movies (default `ANN_MIN_ITEMS`). The
+    index comes from ``folder`` (a model folder) when one saved there was built for this very model (same
     `fingerprint`); otherwise it is built and calibrated to ``target_recall`` (recall@10 against
     exact lists), then saved into ``folder`` for the next time (a folder that cannot be written only
     costs the rebuild). Without faiss the model scores exactly, with one logged warning.
@@ -161,13 +161,13 @@ def attach(model: Recommender, folder: str | Path | None = None, ann: str = "aut
     if ann == "off":
         return None
     model._require_fitted()
+    if ann == "auto" and len(model.items_) < (ANN_MIN_ITEMS if min_items is None else min_items):
+        return None
     parts = model._dot_parts()
     if parts is None:
         if ann == "on":
             raise ConfigError(f"{model.name} does not score by inner products, so it has no approximate "
                               f"retrieval; use --ann auto or off (e.g. ials, biased-mf-als have one)")
-        return None
-    if ann == "auto" and len(model.items_) < min_items:
         return None
     if load_faiss() is None:
         log.warning("faiss is not installed (pip install 'movierec[ann]'): scoring every movie exactly")
