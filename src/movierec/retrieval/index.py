@@ -12,9 +12,10 @@ whose centroids best match the query finds the large inner products. Without it,
 short of recall 0.97 at any effort (benchmarks/retrieval.py; docs/retrieval.md).
 
 The index is `faiss.IndexIVFFlat` (METRIC_INNER_PRODUCT) with about sqrt(n) lists: vectors are kept in
-full, so the inner products it returns are exact and only the probing is approximate. `build` calibrates
-the number of lists probed (``nprobe``: 1, 2, 4, ... up to all of them, which is exhaustive) until the
-recall@10 against exact lists on a sample of users reaches ``target_recall``.
+full, so the inner products it returns are exact (float32) and only the probing is approximate.
+`calibrate` raises the number of lists probed (``nprobe``: 1, 2, 4, ... up to all of them, which is
+exhaustive) until a recall that the caller measures reaches a target (`movierec.retrieval.attach`:
+recall@10 of the final lists, seen movies excluded, against exact lists on a sample of users).
 
 faiss is optional (``pip install 'movierec[ann]'``): `load_faiss` returns None without it, and the
 callers (`movierec.retrieval.attach`) fall back to exact scoring.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,6 @@ import numpy as np
 
 from movierec._files import atomic_file
 from movierec.models.core.recommender import DotParts
-from movierec.models.core.topk import top_k
 
 __all__ = ["INDEX_FILE", "META_FILE", "AnnIndex", "fingerprint", "load_faiss"]
 
@@ -103,9 +104,8 @@ class AnnIndex:
     nlist: int
 
     @classmethod
-    def build(cls, parts: DotParts, *, target_recall: float = 0.98, sample_users: int = 300, k: int = 10,
-              seed: int = 0) -> AnnIndex:
-        """Index ``parts``' items and calibrate ``nprobe`` on ``sample_users`` random users.
+    def build(cls, parts: DotParts, *, seed: int = 0) -> AnnIndex:
+        """Index ``parts``' items (``nprobe`` 1 until `calibrate` sets it).
 
         Raises:
             ImportError: faiss is not installed.
@@ -121,32 +121,20 @@ class AnnIndex:
         index.cp.seed = seed
         index.train(rows)
         index.add(rows)
-        built = cls(index, keep, nlist, 1.0, fingerprint(parts), n_items, nlist)
-        built._calibrate(parts, target_recall, sample_users, k, seed)
-        return built
+        return cls(index, keep, 1, float("nan"), fingerprint(parts), n_items, nlist)
 
-    def _calibrate(self, parts: DotParts, target: float, sample_users: int, k: int, seed: int) -> None:
-        n_users = len(parts.users)
-        if n_users == 0 or self.n_items == 0:
-            return
-        rng = np.random.default_rng(seed)
-        users = np.sort(rng.choice(n_users, size=min(sample_users, n_users), replace=False))
-        width = min(k, self.n_items)
-        step = max(1, (1 << 22) // self.n_items)  # users per exact block: ~32 MB of float64
-        kth = np.concatenate([top_k(exact_scores(parts, users[start : start + step]), width)[1][:, -1]
-                              for start in range(0, len(users), step)])[:, None]
-        tolerance = 1e-6 * np.maximum(np.abs(kth), 1.0)
+    def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
+        """Set ``nprobe`` to the first of 1, 2, 4, ... (up to every list: exhaustive) whose recall,
+        as ``recall_at(nprobe)`` measures it, reaches ``target``."""
         nprobe = 1
         while True:
-            found = self.search(parts.users[users], width, min(nprobe, self.nlist))
-            hit = (found >= 0) & (exact_scores(parts, users, found) >= kth - tolerance)
-            recall = float(hit.sum(axis=1).mean() / width)
+            recall = recall_at(min(nprobe, self.nlist))
             if recall >= target or nprobe >= self.nlist:
                 self.nprobe, self.recall = min(nprobe, self.nlist), recall
                 break
             nprobe *= 2
-        log.info("ann index: %d movies, %d lists, nprobe %d, recall@%d %.4f on %d users", self.n_items,
-                 self.nlist, self.nprobe, width, self.recall, len(users))
+        log.info("ann index: %d movies, %d lists, nprobe %d, recall@10 %.4f", self.n_items, self.nlist,
+                 self.nprobe, self.recall)
 
     def queries(self, user_vectors: np.ndarray) -> np.ndarray:
         """Query rows for users' vectors (rows of ``DotParts.users``): the kept columns, 1 for the
@@ -155,14 +143,17 @@ class AnnIndex:
         ones = np.ones((len(vectors), 1), dtype=np.float32)
         return np.ascontiguousarray(np.hstack([vectors, ones, np.zeros_like(ones)]), dtype=np.float32)
 
-    def search(self, user_vectors: np.ndarray, m: int, nprobe: int | None = None) -> np.ndarray:
-        """(n, m) item indices, best inner product first, -1 where the probed lists ran out."""
+    def search(self, user_vectors: np.ndarray, m: int, nprobe: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices (n, m) int64, their inner products (n, m) float32 without the per-user terms),
+        best first; index -1 and -inf where the probed lists ran out."""
         faiss = load_faiss()
         if len(user_vectors) == 0:
-            return np.empty((0, m), dtype=np.int64)
+            return np.empty((0, m), dtype=np.int64), np.empty((0, m), dtype=np.float32)
         params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
-        _, found = self.index.search(self.queries(user_vectors), int(m), params=params)
-        return found.astype(np.int64)
+        inner, found = self.index.search(self.queries(user_vectors), int(m), params=params)
+        inner[found < 0] = -np.inf
+        return found.astype(np.int64), inner
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, folder: Path, model: str) -> None:

@@ -33,8 +33,12 @@ ANN_MIN_ITEMS = 20_000
 ANN_MODES = ("auto", "on", "off")
 # A user needing more than this share of the catalog fetched is cheaper to score exactly.
 _MAX_FETCH_SHARE = 0.25
-# Candidate scores re-computed per block (users x fetched x dims), to bound scratch memory.
-_BLOCK_ELEMENTS = 1 << 22
+# Fetched entries handled per block (users x fetched), to bound scratch memory.
+_BLOCK_ELEMENTS = 1 << 20
+# Candidates re-scored exactly beyond k, so that near-ties at the list's edge resolve exactly.
+_SPARE = 8
+# Users whose lists calibrate the index.
+_CALIBRATION_USERS = 300
 
 
 class AnnRetriever:
@@ -80,7 +84,7 @@ class AnnRetriever:
         done = np.zeros(len(user_index), dtype=bool)
         for m in np.unique(fetch[~too_many]).tolist():
             group = np.flatnonzero((fetch == m) & ~too_many)
-            step = max(1, _BLOCK_ELEMENTS // (m * parts.users.shape[1]))
+            step = max(1, _BLOCK_ELEMENTS // m)
             for start in range(0, len(group), step):
                 chosen = group[start : start + step]
                 got, got_scores, full = self._from_index(parts, user_index[chosen], m, width, exclude,
@@ -102,7 +106,7 @@ class AnnRetriever:
                     exclude: sp.csr_matrix | None, candidates: np.ndarray | None, allowed: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``width`` of ``m`` fetched per user, and which users' lists are complete."""
-        found = self.index.search(parts.users[users], m)
+        found, inner = self.index.search(parts.users[users], m)
         valid = found >= 0
         if candidates is not None:
             valid &= candidates[np.maximum(found, 0)]
@@ -113,15 +117,21 @@ class AnnRetriever:
                     + rows.indices)
             codes = np.arange(len(users), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
             valid &= ~np.isin(codes, seen)
+        n_valid = valid.sum(axis=1)
+        # the index's float32 products pick a short list; float64 re-scoring orders it as the exact
+        # path does (score, then item index), so near-ties at its edge fall the exact path's way
+        short = min(m, width + _SPARE)
+        inner = np.where(valid, inner, -np.inf)
+        if short < m:
+            pick = np.argpartition(-inner, short - 1, axis=1)[:, :short]
+            found, valid = np.take_along_axis(found, pick, axis=1), np.take_along_axis(valid, pick, axis=1)
         values = exact_scores(parts, users, np.where(valid, found, -1))
-        # best first, ties by item index; invalid entries (-inf, index past the catalog) last
         keys = np.where(valid, found, np.iinfo(np.int64).max)
         order = np.lexsort((keys, -values), axis=1)[:, :width]
         top = np.take_along_axis(found, order, axis=1)
         top_values = np.take_along_axis(values, order, axis=1)
         ok = np.take_along_axis(valid, order, axis=1)
         top[~ok], top_values[~ok] = -1, -np.inf
-        n_valid = valid.sum(axis=1)
         full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
         return top, top_values, full
 
@@ -175,7 +185,8 @@ def attach(model: Recommender, folder: str | Path | None = None, ann: str = "aut
     folder = Path(folder) if folder is not None else None
     index = AnnIndex.load(folder, model.name, parts) if folder is not None else None
     if index is None:
-        index = AnnIndex.build(parts, target_recall=target_recall)
+        index = AnnIndex.build(parts)
+        _calibrate(AnnRetriever(index, parts), model, target_recall)
         if folder is not None:
             try:
                 index.save(folder, model.name)
@@ -185,6 +196,31 @@ def attach(model: Recommender, folder: str | Path | None = None, ann: str = "aut
     retriever = AnnRetriever(index, parts)
     model.retriever = retriever
     return retriever
+
+
+def _calibrate(retriever: AnnRetriever, model: Recommender, target: float, k: int = 10,
+               seed: int = 0) -> None:
+    """Set the index's ``nprobe`` from the lists users get: recall@``k`` (seen movies excluded) of
+    `AnnRetriever.top_k` against the exact path, on `_CALIBRATION_USERS` random users. A returned
+    movie counts when its exact score reaches the k-th exact one (ties swap freely)."""
+    parts = model._dot_parts()
+    n_users = len(parts.users)
+    users = np.sort(np.random.default_rng(seed).choice(n_users, min(_CALIBRATION_USERS, n_users),
+                                                       replace=False))
+    width = min(k, len(parts.items))
+    want, _ = _exact(model, users, width, model.seen_, None)
+    wanted = int((want >= 0).sum())
+    kth = exact_scores(parts, users, want[:, -1:])  # -inf where a user has fewer than k movies left
+    tolerance = 1e-6 * np.maximum(np.abs(np.where(np.isfinite(kth), kth, 0.0)), 1.0)
+
+    def recall_at(nprobe: int) -> float:
+        retriever.index.nprobe = nprobe
+        got, _ = retriever.top_k(model, users, width, model.seen_, None)
+        hit = (got >= 0) & (exact_scores(parts, users, got) >= kth - tolerance)
+        return float(hit.sum() / max(wanted, 1))
+
+    retriever.index.calibrate(recall_at, target)
+    retriever.ann_users = retriever.exact_users = 0
 
 
 def describe(retriever: Any) -> str:
