@@ -224,3 +224,25 @@ def test_the_service_ranks_a_large_catalog_through_the_index(data: Any, tmp_path
     user = loaded.model.users_.ids[0]
     picks = loaded.model.picks(user, 10)
     assert len(picks.items) == 10 and loaded.model.retriever.ann_users == 1
+
+
+@needs_faiss
+def test_identical_movies_are_stored_once_and_all_come_back() -> None:
+    from movierec.models.core.recommender import DotParts
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(120, 4)).astype(np.float32)
+    items[::3] = 0.0  # 40 movies without ratings: one stored row
+    offsets = np.where(np.arange(120) % 3 == 0, 0.0, rng.normal(size=120)).astype(np.float32)
+    users = rng.normal(size=(15, 4)).astype(np.float32)
+    parts = DotParts(users, items, offsets, True)
+    index = AnnIndex.build(parts)
+    assert index.index.ntotal == 81 and index.n_items == 120
+    found, inner = index.search(users, 100, nprobe=index.nlist)  # exhaustive
+    exact = exact_scores(parts, np.arange(15))
+    for u in range(15):
+        want = np.lexsort((np.arange(120), -exact[u]))[:100]
+        np.testing.assert_allclose(np.sort(exact[u][found[u]]), np.sort(exact[u][want]), rtol=1e-5)
+        zeros = found[u][found[u] % 3 == 0]
+        assert np.all(np.diff(zeros) > 0)  # a group's movies in ascending order, as ties break
+        np.testing.assert_allclose(inner[u], exact[u][found[u]], rtol=1e-4, atol=1e-5)

@@ -81,6 +81,14 @@ def _item_side(parts: DotParts) -> tuple[np.ndarray, np.ndarray]:
     return keep, np.ascontiguousarray(np.hstack([rows, lift[:, None]]), dtype=np.float32)
 
 
+def _groups(rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Distinct rows (in `np.unique` order) and their movies (`AnnIndex.groups`)."""
+    unique, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    members = np.argsort(inverse.ravel(), kind="stable").astype(np.int64)
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
+    return np.ascontiguousarray(unique), (members, starts, counts.astype(np.int64))
+
+
 @dataclass
 class AnnIndex:
     """A calibrated IVF inner-product index over one set of `DotParts`.
@@ -93,6 +101,9 @@ class AnnIndex:
             when its exact score reaches the k-th best exact score).
         fingerprint: `fingerprint` of the parts it was built from.
         n_items, nlist: movies held, inverted lists.
+        groups: movies with identical rows (e.g. all the movies without training ratings, whose
+            vectors are zero) are stored once: (members, starts, counts) list, per stored row, its
+            movies in ascending index order (``members[starts[r] : starts[r] + counts[r]]``).
     """
 
     index: Any
@@ -102,6 +113,7 @@ class AnnIndex:
     fingerprint: str
     n_items: int
     nlist: int
+    groups: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
     def build(cls, parts: DotParts, *, seed: int = 0) -> AnnIndex:
@@ -114,14 +126,15 @@ class AnnIndex:
         if faiss is None:
             raise ImportError("faiss is not installed (pip install 'movierec[ann]')")
         keep, rows = _item_side(parts)
-        n_items, d = rows.shape
-        nlist = int(max(1, min(round(np.sqrt(n_items)), n_items // _POINTS_PER_LIST)))
+        unique, groups = _groups(rows)
+        n_rows, d = unique.shape
+        nlist = int(max(1, min(round(np.sqrt(n_rows)), n_rows // _POINTS_PER_LIST)))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        index.train(rows)
-        index.add(rows)
-        return cls(index, keep, 1, float("nan"), fingerprint(parts), n_items, nlist)
+        index.train(unique)
+        index.add(unique)
+        return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups)
 
     def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
         """Set ``nprobe`` to the first of 1, 2, 4, ... (up to every list: exhaustive) whose recall,
@@ -152,8 +165,26 @@ class AnnIndex:
             return np.empty((0, m), dtype=np.int64), np.empty((0, m), dtype=np.float32)
         params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
         inner, found = self.index.search(self.queries(user_vectors), int(m), params=params)
-        inner[found < 0] = -np.inf
-        return found.astype(np.int64), inner
+        members, starts, counts = self.groups
+        if len(counts) == self.n_items:  # no duplicates: stored rows are the movies
+            inner[found < 0] = -np.inf
+            return found.astype(np.int64), inner
+        # expand each stored row to (at most m of) its movies, keeping the order; then cut to m
+        size = np.where(found >= 0, np.minimum(counts[np.maximum(found, 0)], m), 0)
+        flat = size.ravel()
+        total = int(flat.sum())
+        rows = np.repeat(np.arange(len(found)), size.sum(axis=1))
+        within = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+        movie = members[np.repeat(starts[np.maximum(found, 0)].ravel(), flat) + within]
+        score = np.repeat(inner.ravel(), flat)
+        per_row = np.bincount(rows, minlength=len(found))
+        rank = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        take = rank < m
+        out = np.full(found.shape, -1, dtype=np.int64)
+        out_inner = np.full(found.shape, -np.inf, dtype=np.float32)
+        out[rows[take], rank[take]] = movie[take]
+        out_inner[rows[take], rank[take]] = score[take]
+        return out, out_inner
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, folder: Path, model: str) -> None:
@@ -196,9 +227,10 @@ class AnnIndex:
             return None
         faiss = load_faiss()
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        groups = _groups(_item_side(parts)[1])[1]  # the same parts: the same grouping
         return cls(index, np.asarray(meta["keep"], dtype=bool), int(meta["nprobe"]),
                    float(meta["recall_at_10"]), str(meta["fingerprint"]), int(meta["n_items"]),
-                   int(meta["nlist"]))
+                   int(meta["nlist"]), groups)
 
 
 def exact_scores(parts: DotParts, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:

@@ -2,12 +2,14 @@
 that decides when a model gets one.
 
 `AnnRetriever.top_k` answers `Recommender.recommend_indices` (diversity 0) for a model whose
-`DotParts` it was built from. Per user it over-fetches: ``k`` plus the user's excluded (seen) movies,
-divided by the share of movies that pass the filters, plus a margin; drops seen and filtered movies;
-re-scores the rest exactly (float64 inner products) and orders them by (score, item index) as
-`movierec.models.core.topk` does. A user whose candidates run out before ``k`` while allowed movies
-remain, or who would need more than `_MAX_FETCH_SHARE` of the catalog fetched, is scored exactly
-by the model instead: filters and seen-item exclusion hold whatever the index returns.
+`DotParts` it was built from. Per user it over-fetches: first ``k`` divided by the share of movies
+that pass the filters, plus a margin; drops seen and filtered movies; orders the rest by the index's
+inner products, re-scores a short list exactly (float64) and orders it by (score, item index) as
+`movierec.models.core.topk` does. A user whose list does not fill is fetched again deep enough for
+all their seen movies, then with more lists probed; one whose candidates still run out before ``k``
+while allowed movies remain, or who would need more than `_MAX_FETCH_SHARE` of the catalog fetched,
+is scored exactly by the model instead: filters and seen-item exclusion hold whatever the index
+returns.
 """
 
 from __future__ import annotations
@@ -78,19 +80,40 @@ class AnnRetriever:
                 excluded = np.bincount(row_of[candidates[rows.indices]], minlength=len(user_index))
         allowed = allowed_items - excluded
         share = allowed_items / n_items
-        need = np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16
-        fetch = np.minimum(1 << np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), n_items)
-        too_many = fetch > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
-        done = np.zeros(len(user_index), dtype=bool)
-        for m in np.unique(fetch[~too_many]).tolist():
-            group = np.flatnonzero((fetch == m) & ~too_many)
-            step = max(1, _BLOCK_ELEMENTS // m)
-            for start in range(0, len(group), step):
-                chosen = group[start : start + step]
-                got, got_scores, full = self._from_index(parts, user_index[chosen], m, width, exclude,
-                                                         candidates, allowed[chosen])
-                items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
-                done[chosen[full]] = True
+
+        def rounded(need: np.ndarray) -> np.ndarray:  # powers of two: few distinct batch shapes
+            return np.minimum(1 << np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), n_items)
+
+        # Fetch enough for k allowed movies first; a user whose list does not fill (seen movies
+        # among the best, or the probed lists ran out) is fetched again deep enough for all their
+        # excluded movies, then with 4x the lists each round, then scored exactly.
+        deep = rounded(np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16)
+        fetch = np.minimum(rounded(np.full(len(user_index), int(np.ceil(width / max(share, 1e-12))) + 16)),
+                           deep)
+        too_many = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
+        done = too_many.copy()
+        index = self.index
+        nprobe = index.nprobe
+        while not done.all():
+            for m in np.unique(fetch[~done]).tolist():
+                group = np.flatnonzero((fetch == m) & ~done)
+                step = max(1, _BLOCK_ELEMENTS // m)
+                # lists hold n_items / nlist movies on average: probe enough to hold m twice over
+                probes = max(nprobe, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
+                for start in range(0, len(group), step):
+                    chosen = group[start : start + step]
+                    got, got_scores, full = self._from_index(parts, user_index[chosen], m, width, exclude,
+                                                             candidates, allowed[chosen], probes)
+                    items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
+                    done[chosen[full]] = True
+            shallow = ~done & (fetch < deep)
+            if shallow.any():
+                fetch[shallow] = deep[shallow]
+                continue
+            if nprobe >= index.nlist:
+                break
+            nprobe = min(4 * nprobe, index.nlist)
+        done &= ~too_many
         self.ann_users += int(done.sum())
         rest = np.flatnonzero(~done)
         if len(rest):
@@ -103,20 +126,22 @@ class AnnRetriever:
         return items, scores
 
     def _from_index(self, parts: DotParts, users: np.ndarray, m: int, width: int,
-                    exclude: sp.csr_matrix | None, candidates: np.ndarray | None, allowed: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    exclude: sp.csr_matrix | None, candidates: np.ndarray | None, allowed: np.ndarray,
+                    nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``width`` of ``m`` fetched per user, and which users' lists are complete."""
-        found, inner = self.index.search(parts.users[users], m)
+        found, inner = self.index.search(parts.users[users], m, nprobe)
         valid = found >= 0
         if candidates is not None:
             valid &= candidates[np.maximum(found, 0)]
         if exclude is not None:
             n_items = len(parts.items)
             rows = exclude[users]
-            seen = (np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr)) * n_items
-                    + rows.indices)
+            seen = np.sort(np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr)) * n_items
+                           + rows.indices)
             codes = np.arange(len(users), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
-            valid &= ~np.isin(codes, seen)
+            at = np.minimum(np.searchsorted(seen, codes), max(len(seen) - 1, 0))
+            if len(seen):
+                valid &= seen[at] != codes
         n_valid = valid.sum(axis=1)
         # the index's float32 products pick a short list; float64 re-scoring orders it as the exact
         # path does (score, then item index), so near-ties at its edge fall the exact path's way
