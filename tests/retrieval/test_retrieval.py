@@ -246,3 +246,16 @@ def test_identical_movies_are_stored_once_and_all_come_back() -> None:
         zeros = found[u][found[u] % 3 == 0]
         assert np.all(np.diff(zeros) > 0)  # a group's movies in ascending order, as ties break
         np.testing.assert_allclose(inner[u], exact[u][found[u]], rtol=1e-4, atol=1e-5)
+
+
+@needs_faiss
+def test_distinct_movies_keep_their_indices() -> None:
+    from movierec.models.core.recommender import DotParts
+
+    rng = np.random.default_rng(1)
+    parts = DotParts(rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(80, 3)).astype(np.float32),
+                     rng.normal(size=80).astype(np.float32), True)
+    index = AnnIndex.build(parts)
+    found, _ = index.search(parts.users, 10, nprobe=index.nlist)
+    want = np.argsort(-exact_scores(parts, np.arange(5)), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(found, want)

@@ -84,6 +84,9 @@ def _item_side(parts: DotParts) -> tuple[np.ndarray, np.ndarray]:
 def _groups(rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Distinct rows (in `np.unique` order) and their movies (`AnnIndex.groups`)."""
     unique, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    if len(unique) == len(rows):  # all distinct: store them in movie order
+        n = len(rows)
+        return rows, (np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), np.ones(n, np.int64))
     members = np.argsort(inverse.ravel(), kind="stable").astype(np.int64)
     starts = (np.cumsum(counts) - counts).astype(np.int64)
     return np.ascontiguousarray(unique), (members, starts, counts.astype(np.int64))
