@@ -840,8 +840,8 @@ def recommend_command(
     artifact = load_model(model_dir)
     model, catalog = artifact.model, artifact.catalog
     if user is not None:
+        rated = model.user_history(user)  # an unknown user fails here, before any index is built
         _use_ann(model, model_dir, ann, exact)
-        rated = model.user_history(user)
         recs = model.recommend(user, k=k, diversity=diversity, explain=explain, **filters)
         who = f"user {user}"
     else:
