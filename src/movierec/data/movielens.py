@@ -28,17 +28,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from movierec.data.dataset import Catalog, Dataset, Ratings, Users, split_title_year
 from movierec.data.registry import Variant
-from movierec.data.stream import TextFormat, first_duplicate, read_ratings_text
+from movierec.data.stream import (
+    TextFormat,
+    first_duplicate,
+    ratings_from_batches,
+    read_ratings_text,
+)
 from movierec.errors import DataError
 
 __all__ = [
     "FOLD_NAMES",
     "MAX_RATIO",
-    "check_archive_entries",
     "LoadReport",
+    "check_archive_entries",
     "parse_archive",
     "read_movies_file",
     "read_ratings_file",
@@ -498,22 +504,41 @@ class LoadReport:
     pairs_averaged: int
 
 
-def _detect_sep(path: Path) -> str:
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
+def _first_line(path: Path) -> str:
+    """The file's first line, decoded (a BOM dropped).
+
+    Raises:
+        DataError: for an empty file or one that is not UTF-8 text.
+    """
+    with path.open("rb") as handle:
+        raw = handle.readline(1 << 16)
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty, expected a ratings table "
+                        "(user, item, rating[, timestamp])")
+    try:
+        return raw.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}:1: byte {exc.start} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _detect_sep(first: str) -> str:
     for sep in ("\t", ",", ";", "|"):
         if sep in first:
             return sep
-    return r"\s+"
+    return " "
 
 
-def _resolve_columns(columns: list[str], path: Path) -> dict[str, str]:
-    lowered = {c.strip().lower(): c for c in columns}
-    mapping = {}
+def _resolve_columns(columns: list[str], path: Path) -> dict[str, int]:
+    """role -> column position, from header names."""
+    lowered = {c.strip().lower(): position for position, c in enumerate(columns)}
+    mapping: dict[str, int] = {}
     for role, aliases in _ALIASES.items():
         for alias in aliases:
             if alias in lowered:
-                mapping[lowered[alias]] = role
+                mapping[role] = lowered[alias]
                 break
         else:
             if role != "timestamp":
@@ -524,41 +549,6 @@ def _resolve_columns(columns: list[str], path: Path) -> dict[str, str]:
     return mapping
 
 
-def _read_any(path: Path, sep: str | None) -> pd.DataFrame:
-    """Read CSV/TSV/Parquet, keeping a header if there is one; clean numeric columns stay numeric."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises many types for a bad file
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    sep = sep or _detect_sep(path)
-    try:
-        head = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    first = head.iloc[0].tolist() if len(head) else []
-    has_header = any(_not_number(v) for v in first[:3])
-    try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=0 if has_header else None,
-            keep_default_na=False,  # a blank field keeps its column textual, so it is reported
-            skip_blank_lines=True,
-            engine="c" if len(sep) == 1 else "python",
-        )
-    except pd.errors.ParserError as exc:
-        # pandas says "Expected 4 fields in line 17, saw 5": keep its line number, add the file.
-        raise DataError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
-    if not has_header:
-        roles = ["user", "item", "rating", "timestamp"][: frame.shape[1]]
-        if frame.shape[1] < 3:
-            raise DataError(f"{path}: expected at least 3 columns (user, item, rating)")
-        frame.columns = roles + [f"extra{i}" for i in range(frame.shape[1] - len(roles))]
-    frame.attrs["header_lines"] = 1 if has_header else 0
-    return frame
-
-
 def _not_number(value: Any) -> bool:
     try:
         float(str(value))
@@ -567,12 +557,71 @@ def _not_number(value: Any) -> bool:
         return True
 
 
+def _text_format(path: Path, sep: str | None) -> TextFormat:
+    """The layout of a user's ratings text file, from its first line."""
+    first = _first_line(path)
+    sep = sep or _detect_sep(first)
+    quoted = '"' in first
+    if quoted:
+        import csv
+
+        fields = next(csv.reader([first], delimiter=sep))
+    else:
+        fields = first.split(sep)
+    has_header = any(_not_number(v.strip()) for v in fields[:3])
+    if has_header:
+        positions = _resolve_columns(fields, path)
+        expected = sep.join(f.strip() for f in fields)
+    else:
+        if len(fields) < 3:
+            raise DataError(
+                f"{path}:1: {len(fields)} fields; expected at least 3 columns (user, item, rating)"
+            )
+        roles = ["user", "item", "rating", "timestamp"][: len(fields)]
+        positions = {role: i for i, role in enumerate(roles)}
+        expected = sep.join(roles + [f"extra{i}" for i in range(len(fields) - len(roles))])
+    shown = {"\t": "<TAB>", " ": "<SPACE>"}.get(sep)
+    if shown:
+        expected = expected.replace(sep, shown)
+    return TextFormat(sep=sep, fields=len(fields), positions=positions, header=has_header,
+                      expected=f"{len(fields)} fields: {expected}", quoted=True)
+
+
+def _read_parquet_ratings(path: Path, scale: tuple[float, float] | None) -> Ratings:
+    """A Parquet ratings file, one row group (or batch) at a time."""
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+        columns = list(handle.schema_arrow.names)
+    except Exception as exc:  # pyarrow raises many types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    positions = _resolve_columns(columns, path)
+    names = {role: columns[p] for role, p in positions.items()}
+    kinds = {role: handle.schema_arrow.field(name).type for role, name in names.items()}
+    text = {role for role, kind in kinds.items()
+            if role in ("user", "item")
+            and (pa.types.is_string(kind) or pa.types.is_large_string(kind))}
+
+    def batches() -> Any:
+        try:
+            yield from handle.iter_batches(batch_size=1 << 20, columns=list(names.values()))
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+
+    return ratings_from_batches(
+        batches(), label=str(path), estimate=handle.metadata.num_rows, scale=scale, names=names,
+        text_roles=text,
+    )
+
+
 def read_ratings_file(
     path: str | Path,
     movies: str | Path | None = None,
     *,
     sep: str | None = None,
     scale: tuple[float, float] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Dataset, LoadReport]:
     """Read a user's own ratings file (CSV, TSV or Parquet) into a `Dataset`.
 
@@ -581,55 +630,32 @@ def read_ratings_file(
     timestamp (Unix seconds or a date). Ids may be numbers or strings. Repeated (user, movie) pairs
     are averaged (timestamp: the latest) and counted in the returned `LoadReport`.
 
+    The file is streamed in blocks like a MovieLens archive (see `movierec.data.stream`), so tens of
+    millions of rows load in memory near the size of the final columns.
+
     Args:
-        path: the ratings file.
+        path: the ratings file (UTF-8 text, every line with the same number of fields).
         movies: optional movies file in MovieLens ``movies.csv`` form (id, title, genres).
         sep: field separator; sniffed from the first line if None.
-        scale: rating scale; inferred from the values if None.
+        scale: rating scale every rating must lie in; inferred from the values if None.
+        progress: called with bytes read so far.
 
     Raises:
-        DataError: naming the file and line of the first malformed row.
+        DataError: naming the file and line of the first malformed row (too few or many fields, an
+            empty or non-numeric field, a rating that is not finite or off ``scale``), or for an
+            empty file, one that is not UTF-8, or one without user/item/rating columns.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    frame = _read_any(path, sep)
-    mapping = _resolve_columns([str(c) for c in frame.columns], path)
-    frame = frame.rename(columns=mapping)[list(dict.fromkeys(mapping.values()))]
-    if frame.empty:
-        raise DataError(f"{path}: no ratings in the file")
-    first_line = 1 + frame.attrs.get("header_lines", 0)
-
-    def bad_row(mask: np.ndarray, what: str, column: str) -> None:
-        if mask.any():
-            row = int(np.flatnonzero(mask)[0])
-            value = frame[column].iloc[row]
-            raise DataError(f"{path}:{row + first_line}: {what}, got {value!r}")
-
-    for role in ("user", "item"):
-        column = frame[role]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            bad_row(column.isna().to_numpy(), f"empty {role}", role)
-            if (column == column.round()).all():
-                frame[role] = column.astype(np.int64)
-                continue
-        values = column.astype(str).str.strip()
-        bad_row((values == "").to_numpy() | column.isna().to_numpy(), f"empty {role}", role)
-        numeric = pd.to_numeric(values, errors="coerce")
-        # Keep numeric ids numeric (so 10 sorts after 9) unless any id is not a whole number.
-        if numeric.notna().all() and (numeric == numeric.round()).all():
-            frame[role] = numeric.astype(np.int64)
-        else:
-            frame[role] = values
-    rating = pd.to_numeric(frame["rating"], errors="coerce")
-    bad_row(rating.isna().to_numpy(), "rating is not a number", "rating")
-    frame["rating"] = rating.astype(np.float32)
-    if "timestamp" in frame:
-        frame["timestamp"] = _parse_times(frame["timestamp"], path, first_line)
-    try:
-        ratings = Ratings.from_frame(frame, scale=scale)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    if path.suffix.lower() in (".parquet", ".pq"):
+        ratings = _read_parquet_ratings(path, scale)
+    else:
+        fmt = _text_format(path, sep)
+        ratings = read_ratings_text(
+            lambda: path.open("rb"), fmt, label=str(path), size=path.stat().st_size,
+            scale=scale, adaptive=True, progress=progress,
+        )
     ratings, report = _average_duplicates(ratings)
     if report.duplicates:
         log.warning("%s: %d duplicate rows averaged into %d pairs", path, report.duplicates,
@@ -685,23 +711,6 @@ def _average_duplicates(ratings: Ratings) -> tuple[Ratings, LoadReport]:
     return merged, report
 
 
-def _parse_times(column: pd.Series, path: Path, first_line: int) -> np.ndarray:
-    numeric = pd.to_numeric(column, errors="coerce")
-    if numeric.notna().all():
-        return numeric.to_numpy(np.int64)
-    parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{path}:{row + first_line}: timestamp is neither Unix seconds nor a date, "
-            f"got {column.iloc[row]!r}"
-        )
-    # Resolution-independent (pandas may parse at s, ms, us or ns): whole seconds since the epoch.
-    epoch = pd.Timestamp(0, tz="UTC")
-    return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
-
-
 def read_movies_file(path: str | Path) -> Catalog:
     """Read a movies file in MovieLens ``movies.csv`` form (movieId/item, title[, genres]).
 
@@ -711,7 +720,13 @@ def read_movies_file(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    frame = pd.read_csv(path, sep=_detect_sep(path), dtype=str, keep_default_na=False)
+    first = _first_line(path)
+    try:
+        frame = pd.read_csv(path, sep=_detect_sep(first), dtype=str, keep_default_na=False,
+                            encoding="utf-8-sig")
+    except (ValueError, pd.errors.ParserError, UnicodeError) as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: {detail}; expected movieId,title[,genres]") from None
     lowered = {c.strip().lower(): c for c in frame.columns}
     id_col = next((lowered[a] for a in _ALIASES["item"] if a in lowered), None)
     title_col = lowered.get("title")
@@ -725,8 +740,11 @@ def read_movies_file(path: str | Path) -> Catalog:
         }
     )
     numeric = pd.to_numeric(raw["item"], errors="coerce")
-    if numeric.notna().all():
+    if numeric.notna().all() and (numeric == numeric.round()).all():
         raw["item"] = numeric.astype(np.int64)
+    if raw["item"].duplicated().any():
+        dup = raw.loc[raw["item"].duplicated(), "item"].iloc[0]
+        raise DataError(f"{path}: movie {dup} is listed twice; expected one line a movie")
     titles, years = _titles_years(raw["raw_title"])
     genres = [[] if not g or g == _NO_GENRES else g.split("|") for g in raw["genres"]]
     return Catalog(

@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 from movierec.data.dataset import Ratings, Vocabulary, infer_scale
 from movierec.errors import DataError
 
-__all__ = ["IdEncoder", "TextFormat", "read_ratings_text", "ratings_from_batches"]
+__all__ = ["IdEncoder", "TextFormat", "ratings_from_batches", "read_ratings_text"]
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ def _line_problem(
     else:
         fields = text.split(fmt.sep)
     if len(fields) != fmt.fields:
-        return f"{len(fields)} fields, expected {fmt.fields}"
+        return f"{len(fields)} field{'s' if len(fields) != 1 else ''}"
     for role, position in fmt.positions.items():
         value = fields[position].strip()
         if not value:
