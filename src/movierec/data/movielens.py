@@ -475,7 +475,8 @@ def _attach_tags(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.DataFrame:
     counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
     per_movie = counts.groupby("item")["tag"].agg(list)
     movies = movies.copy()
-    movies["tags"] = [per_movie.get(i, []) for i in movies["item"]]
+    found = movies["item"].map(per_movie)  # one hash join, not a lookup per movie
+    movies["tags"] = [t if isinstance(t, list) else [] for t in found]
     return movies
 
 

@@ -534,7 +534,11 @@ def ratings_from_batches(
         if locate is None:
             raise DataError(f"{label}: row {row + 1}: {problem}")
         line = locate(row)
-        shown = f", got {_show(line_text(line))}" if line_text is not None else ""
+        shown = ""
+        if line_text is not None:
+            raw = line_text(line)
+            problem = "empty line" if not raw.strip() else problem
+            shown = f", got {_show(raw)}"
         tail = f"; expected {expected}" if expected else ""
         raise DataError(f"{label}:{line}: {problem}{tail}{shown}")
 
