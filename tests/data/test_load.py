@@ -389,7 +389,7 @@ def test_size_limits_apply_to_every_member(
         parse_archive(archive, VARIANTS["ml-latest-small"])
     monkeypatch.setattr(movielens, "MAX_MEMBER_BYTES", 1 << 40)
     monkeypatch.setattr(movielens, "MAX_TOTAL_BYTES", 10_000)
-    with pytest.raises(DataError, match="members inflate to .* in all, over the limit of 10,000"):
+    with pytest.raises(DataError, match=r"members inflate to .* in all, over the limit of 10,000"):
         parse_archive(archive, VARIANTS["ml-latest-small"])
 
 
