@@ -52,7 +52,7 @@ def _rating_blocks(rows: int, seed: int) -> object:
     popularity = 1.0 / np.arange(1, MOVIES + 1) ** 0.9  # long tail
     popularity /= popularity.sum()
     activity = rng.lognormal(0.0, 1.1, USERS)
-    activity *= 1.15 * rows / activity.sum()  # a few draws repeat a pair and are dropped
+    activity *= 1.3 * rows / activity.sum()  # draws that repeat a pair are dropped
     per_user = np.maximum(1, np.minimum(np.rint(activity), MOVIES // 2)).astype(np.int64)
     levels = [f"{v / 2:.1f}".encode() for v in range(11)]
     level_p = np.array([0, 1.6, 3.3, 1.7, 7.0, 5.0, 19.5, 13.0, 26.5, 8.5, 14.0])

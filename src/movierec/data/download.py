@@ -274,7 +274,7 @@ def is_cached(name: str, data_dir: str | Path | None = None) -> bool:
 
 _RATING_COLUMNS = {"user_index": np.int32, "item_index": np.int32, "rating": np.float32,
                    "timestamp": np.int64}
-_ROW_GROUP = 1 << 22
+_ROW_GROUP = 1 << 20  # rows per Parquet row group: bounds the writer's and reader's buffers
 
 
 def _digest(array: np.ndarray) -> str:
@@ -359,6 +359,9 @@ def _write_cache(dataset: Dataset, folder: Path, meta: dict[str, Any]) -> None:
             (temp / "meta.json").write_text(json.dumps(meta, indent=2))
             _fsync(temp / "meta.json")
             _fsync(temp)
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()  # the writer's pages
         _fsync(folder.parent)
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -373,6 +376,7 @@ def _read_cache(folder: Path, name: str) -> Dataset:
     Raises:
         DataError: naming the file or column that is missing, truncated or altered.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -393,12 +397,24 @@ def _read_cache(folder: Path, name: str) -> Dataset:
             raise DataError(f"cache {folder}: {file} was truncated or altered (checksum differs)")
 
     def column(file: str, name: str) -> np.ndarray:
+        """One column, read a row group at a time into its final array (no second copy)."""
         try:
-            table = pq.read_table(folder / file, columns=[name])
+            parquet = pq.ParquetFile(folder / file)
+            if parquet.schema_arrow.field(name).type == pa.string():
+                array = parquet.read(columns=[name]).column(name).to_numpy(zero_copy_only=False)
+                return array.astype(str)
+            out = np.empty(parquet.metadata.num_rows,
+                           dtype=parquet.schema_arrow.field(name).type.to_pandas_dtype())
+            start = 0
+            for group in range(parquet.num_row_groups):
+                part = parquet.read_row_group(group, columns=[name]).column(name).to_numpy()
+                out[start : start + len(part)] = part
+                start += len(part)
         except Exception as exc:  # pyarrow raises many types for a bad file
             raise DataError(f"cache {folder}: {file} unreadable ({exc})") from None
-        array = table.column(name).to_numpy()
-        return array.astype(str) if array.dtype.kind == "O" else array
+        if start != len(out):
+            raise DataError(f"cache {folder}: {file} holds {start} rows, expected {len(out)}")
+        return out
 
     arrays: dict[str, np.ndarray] = {}
     for name_, dtype in _RATING_COLUMNS.items():

@@ -36,7 +36,7 @@ Opener = Callable[[], IO[bytes]]
 #: ``progress(description, done_bytes, total_bytes_or_None)``.
 Progress = Callable[[str, int, int | None], None]
 
-_BLOCK = 1 << 23  # bytes pyarrow parses at once: bounds the working memory beside the columns
+_BLOCK = 1 << 20  # bytes pyarrow parses at once: bounds the working memory beside the columns
 _TABLE_LIMIT = 1 << 24  # integer ids spanning more than this use a hash index, not a lookup table
 _ROLES = ("user", "item", "rating", "timestamp")
 
@@ -153,7 +153,13 @@ class _Buffer:
         self.size = end
 
     def view(self) -> np.ndarray:
-        return self.data[: self.size]
+        """The filled part; spare capacity is handed back first (a realloc, usually no copy)."""
+        if len(self.data) > self.size:
+            try:
+                self.data.resize((self.size,), refcheck=False)
+            except ValueError:  # something else holds the array: keep the spare room
+                return self.data[: self.size]
+        return self.data
 
 
 @dataclass(frozen=True)
@@ -587,6 +593,7 @@ def ratings_from_batches(
     if rows == 0:
         tail = f", expected {expected}" if expected else ""
         raise DataError(f"{label}: no ratings in the file{tail}")
+    pa.default_memory_pool().release_unused()  # the parser's blocks: give them back to the OS
     users, user_rank = encoders["user"].finish()
     items, item_rank = encoders["item"].finish()
     user_index, item_index = buffers["user"].view(), buffers["item"].view()
