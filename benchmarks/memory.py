@@ -8,6 +8,7 @@ predict. The table also shows each estimate for an ml-32m-sized set (200,000 use
 
     MOVIEREC_MIRROR=/work/shared/data/movielens python benchmarks/memory.py
     python benchmarks/memory.py --models ease,ials,bpr --dataset ml-100k
+    python benchmarks/memory.py --models ials,biased-mf-als --synth 20000,8000,4000000
 
 Linux only (``/proc``). Peak RSS counts every page the fit touches, including the allocator's
 slack and torch's own pools; estimates aim within about 2x of it, leaning high.
@@ -36,11 +37,21 @@ def _status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child(name: str, dataset_name: str, data_dir: str) -> None:
+def _data(dataset_name: str, synth: str | None, data_dir: str):
+    if synth:
+        from movierec.data.synth import synthesize
+
+        users, items, ratings = (int(x) for x in synth.split(","))
+        return synthesize(users, items, ratings, seed=0)
     from movierec.data.download import load_dataset
+
+    return load_dataset(dataset_name, data_dir=data_dir)
+
+
+def child(name: str, dataset_name: str, synth: str | None, data_dir: str) -> None:
     from movierec.models.registry import create_model
 
-    dataset = load_dataset(dataset_name, data_dir=data_dir)
+    dataset = _data(dataset_name, synth, data_dir)
     ratings = dataset.ratings
     model = create_model(name)
     sizes = (ratings.n_users, ratings.n_items, len(ratings))
@@ -61,22 +72,24 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated names (default: all but " +
                         ", ".join(sorted(SLOW)) + ")")
     parser.add_argument("--dataset", default="ml-latest-small")
+    parser.add_argument("--synth", help="USERS,ITEMS,RATINGS: a synthetic set instead (seed 0)")
     parser.add_argument("--data-dir", help="cache folder (default: a temporary one)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per model")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="movierec-memory-")
     if args.child:
-        child(args.child, args.dataset, data_dir)
+        child(args.child, args.dataset, args.synth, data_dir)
         return
 
-    from movierec.data.download import load_dataset
     from movierec.models.core.memory import format_bytes
     from movierec.models.registry import MODELS
 
-    load_dataset(args.dataset, data_dir=data_dir)  # fetch + cache once, outside the children
+    if not args.synth:
+        _data(args.dataset, None, data_dir)  # fetch + cache once, outside the children
     names = args.models.split(",") if args.models else [m for m in MODELS if m not in SLOW]
-    print(f"{args.dataset}: fit on all ratings, default hyperparameters; peak RSS above the RSS "
+    label = f"synthetic {args.synth}" if args.synth else args.dataset
+    print(f"{label}: fit on all ratings, default hyperparameters; peak RSS above the RSS "
           f"before the fit (one child process per model)")
     header = f"{'model':<20} {'estimate':>10} {'measured':>10} {'est/meas':>8} {'fit s':>7}   " \
              f"{'estimate at 32M (200k users, 87k movies)':>40}"
@@ -84,7 +97,7 @@ def main() -> None:
     print("-" * len(header))
     for name in names:
         command = [sys.executable, __file__, "--child", name, "--dataset", args.dataset,
-                   "--data-dir", data_dir]
+                   "--data-dir", data_dir, *(["--synth", args.synth] if args.synth else [])]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
                                   env=os.environ.copy())

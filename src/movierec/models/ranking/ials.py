@@ -276,8 +276,9 @@ class ImplicitALS(ImplicitFactors):
     def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         """Linear: the confidences (with session rows: about twice the ratings) by user and by movie
         as torch CSR with value buffers, float32 factors and the conjugate-gradient workspaces."""
-        entries = n_ratings * (2 if self.session_weight > 0 else 1)
-        rows = n_users + (n_ratings // 4 if self.session_weight > 0 else 0)  # sessions: ~4 ratings
+        sessions = self.session_weight > 0  # at most one session entry a rating, ~8 ratings a session
+        entries = n_ratings * (2 if sessions else 1)
+        rows = n_users + (n_ratings // 8 if sessions else 0)
         return int(TORCH_BYTES + 56 * entries + 5 * 4 * int(self.factors) * (rows + n_items))
 
     def _user_solution(self, item_index: np.ndarray, ratings: np.ndarray
