@@ -151,3 +151,21 @@ def test_the_default_limit_is_the_machines_available_memory(monkeypatch: pytest.
 def test_a_bad_limit_is_a_config_error(limit: object) -> None:
     with pytest.raises(ConfigError, match="max_memory must be a positive number of bytes"):
         check_fit_memory(create_model("bias"), 10, 10, 10, limit)  # type: ignore[arg-type]
+
+
+def test_members_fitted_inside_a_fit_are_counted_by_the_outer_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blend's members are not checked again against the machine: the blend's own estimate
+    (their sum) was checked against its limit; a refused blend leaves nothing fitted."""
+    ratings = synthesize(40, 60, 800, seed=3).ratings
+    blend = create_model("blend", members="popularity,bias", weights="0.5,0.5")
+    need = blend.estimate_fit_bytes(ratings.n_users, ratings.n_items, len(ratings))
+    parts = [create_model(n).estimate_fit_bytes(ratings.n_users, ratings.n_items, len(ratings))
+             for n in ("popularity", "bias")]
+    assert need == sum(parts)
+    monkeypatch.setattr(memory, "available_memory", lambda: 1)  # any inner check would refuse
+    assert blend.fit(ratings, max_memory=need).is_fitted
+    with pytest.raises(MemoryLimitError, match=r"^blend needs ~"):
+        create_model("blend", members="popularity,bias", weights="0.5,0.5").fit(
+            ratings, max_memory=need - 1)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -57,6 +58,10 @@ Callback = Callable[[str, dict[str, Any]], None]
 # at most _BLOCK_USERS users: memory stays bounded whatever the number of users or movies.
 _BLOCK_SCORES = 1 << 24
 _BLOCK_USERS = 1024
+
+
+# True while a `Recommender.fit` runs in this thread or task (see the memory check in `fit`).
+_FITTING: ContextVar[bool] = ContextVar("movierec_fitting", default=False)
 
 
 def block_users(n_items: int) -> int:
@@ -184,8 +189,13 @@ class Recommender:
             raise DataError("cannot fit on empty ratings")
         if self.uses_catalog and catalog is None:
             raise ConfigError(f"{self.name} learns from movie features: pass catalog= to fit")
-        check_fit_memory(self, train.n_users, train.n_items, len(train), max_memory)
+        # A model fitted inside another's fit (a blend's members) was counted in the outer estimate,
+        # against the outer limit: it is checked again only when given a limit of its own.
+        outer = _FITTING.get()
+        if max_memory is not None or not outer:
+            check_fit_memory(self, train.n_users, train.n_items, len(train), max_memory)
         before = dict(self.__dict__)  # learned state is rebound by _fit, never mutated in place
+        token = _FITTING.set(True)
         try:
             self.__dict__.pop("_facts", None)
             self.users_ = train.users
@@ -200,6 +210,8 @@ class Recommender:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+        finally:
+            _FITTING.reset(token)
         return self
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
