@@ -248,4 +248,4 @@ class BiasedMFALS(BiasedFactors):
         k = int(self.factors) + 1
         chunk = min(_BLOCK_RATINGS, 1.2 * n_ratings)
         return int(TORCH_BYTES + 20 * n_ratings + 2 * 16 * 1.2 * n_ratings
-                   + 3 * 4 * (n_users + n_items) * k + 2 * 4 * chunk * k)
+                   + 3 * 4 * (n_users + n_items) * k + 4 * chunk * k)
