@@ -30,3 +30,8 @@ class NotFittedError(MovieRecError, RuntimeError):
 
 class ConfigError(MovieRecError, ValueError):
     """A hyperparameter, option or setting has an invalid value."""
+
+
+class MemoryLimitError(MovieRecError):
+    """A fit would need more memory than allowed (``max_memory``, by default what the machine has);
+    raised before anything large is allocated."""

@@ -19,6 +19,7 @@ from movierec.models.classic.shared import (
     rmse,
 )
 from movierec.models.core.checks import check_number
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
@@ -145,6 +146,13 @@ class MeanNormalizedMF(Recommender):
             t.detach().numpy().copy() for t in (net.user_factors, net.item_factors, net.user_bias,
                                                   net.item_bias, net.item_mean))
         self.global_mean_ = float(train.rating.mean())
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Full-batch training: every rating's gathered factors and their gradients each step
+        (4 x factors floats a rating), the tables with optimizer state, and torch's pools."""
+        k = int(self.factors)
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + (24 + 16 * k) * n_ratings
+                   + trained_table_bytes(n_users + n_items, k))
 
     # -- scoring (numpy: no network) ---------------------------------------------------------------
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
