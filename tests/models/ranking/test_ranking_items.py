@@ -136,8 +136,8 @@ def test_ease_scores_predictions_and_fold_in_agree():
 
 
 def test_ease_guards_and_unknown_pairs():
-    with pytest.raises(ConfigError, match="max_items"):
-        EASE(max_items=2).fit(tiny())
+    with pytest.raises(ConfigError, match="max_items must be an int >= 1, got 0"):
+        EASE(max_items=0).fit(tiny())
     for bad in ({"reg": 0.0}, {"dropout": 1.0}, {"dropout": -0.1}, {"weighting": "log"}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             EASE(**bad).fit(tiny())
