@@ -55,7 +55,8 @@ def _child(setting: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-p", "--params", action="append", default=None,
                         help="comma-separated name=value ltr hyperparameters; one run per -p")
     parser.add_argument("--threads", type=int, default=2)

@@ -263,6 +263,10 @@ class LearnedBlend(Recommender):
         liked_ratings: comma-separated rating levels (distinct numbers >= 0; "" for none): per
             level t the members are fitted again on the ratings >= t, and their z-scores are
             features (see the module docstring for the levels that are left out).
+        max_items: passed to every member that learns a dense items x items matrix (EASE, GF-CF)
+            unless ``members`` sets it for that member: such a member learns on the ``max_items``
+            most-rated movies and scores the rest below them by popularity
+            (`movierec.models.ranking.item_item`); see "Scale" in the module docstring.
 
     Fitted attributes: ``blend_`` (the `Blend` fitted on all the training data), ``theta_`` (F,),
     ``mu_`` and ``sd_`` (F,) feature standardisation, ``features_`` (`TimeItemFeatures`),

@@ -160,7 +160,8 @@ class DenseItemItem(Recommender):
         inside = np.flatnonzero(position >= 0)
         similarity = np.zeros((len(item_index), self.seen_.shape[1]))
         rows = position[inside]
-        similarity[inside[:, None], self.kept_[None, :]] = (self.weights_[rows] + self.weights_[:, rows].T) / 2
+        symmetric = (self.weights_[rows] + self.weights_[:, rows].T) / 2
+        similarity[inside[:, None], self.kept_[None, :]] = symmetric
         return similarity
 
     def _item_vectors(self) -> np.ndarray | None:
