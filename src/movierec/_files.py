@@ -112,10 +112,10 @@ def _leftovers(target: Path, kind: str) -> list[Path]:
     return found
 
 
-def recover(target: Path) -> None:
+def recover(target: Path, *, clean: bool = True) -> None:
     """Undo what a killed `atomic_folder` left beside ``target``: put a complete old folder back
-    where the target is missing (killed between the two renames of the fallback), and delete
-    temporary folders of writers that are no longer running."""
+    where the target is missing (killed between the two renames of the fallback), and (``clean``)
+    delete temporary folders of writers that are no longer running."""
     target = Path(target)
     if not target.parent.is_dir():
         return
@@ -124,6 +124,8 @@ def recover(target: Path) -> None:
         os.rename(old[-1], target)
         _fsync_path(target.parent, directory=True)
         old = old[:-1]
+    if not clean:
+        return
     for path in [*old, *_leftovers(target, "tmp")]:
         shutil.rmtree(path, ignore_errors=True)
 

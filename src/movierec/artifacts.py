@@ -51,7 +51,7 @@ import scipy.sparse as sp
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from movierec._files import atomic_folder
+from movierec._files import atomic_folder, recover
 from movierec.data.dataset import Catalog, Vocabulary
 from movierec.errors import DataError, IntegrityError, MovieRecError
 from movierec.models import Recommender, get_model_class
@@ -212,6 +212,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         DataError: if ``path`` is not a movierec artifact folder, or of an unknown format version.
     """
     path = Path(path)
+    if not path.exists():
+        recover(path, clean=False)  # a save killed between the two renames of its fallback swap
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise DataError(f"{path}: not a movierec model folder (no manifest.json)")
