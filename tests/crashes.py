@@ -5,7 +5,7 @@
   delete), for n = 1, 2, ... until the function completes: every step of the write protocol is a
   place where the process dies.
 - `kill_after`: start a command and SIGKILL it after a delay (random moments, seeded by the caller).
-- `Writers` and `kill_round`: a real `movierec serve` process, client threads writing ratings, one
+- `kill_rounds`: a real `movierec serve` process, client threads writing ratings, one
   SIGKILL while they write; what each client had acknowledged (2xx), and what was in flight, for
   checking against the database after a restart.
 """
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +175,6 @@ class RoundResult:
     acknowledged: int  # 2xx answers to writes, in this round
     lost: int  # acknowledged writes (last value of a movie) missing or changed after the restart
     half: int  # rows that no acknowledged or in-flight write explains, or orphaned ratings
-    errors: list[str] = field(default_factory=list)
 
 
 def write_until_killed(base: str, clients: list[Client], movies: list[int], stop: threading.Event,
@@ -243,13 +242,13 @@ def orphans(database_url: str) -> int:
         engine.dispose()
 
 
-def kill_round(model_dir: Path, database_url: str, *, env: dict[str, str], seed: int, clients: int = 4,
-               movies: list[int] | None = None, write_seconds: tuple[float, float] = (0.3, 1.5),
-               profiles: list[Client] | None = None) -> tuple[RoundResult, list[Client]]:
-    """One round: start `movierec serve`, create (or reuse) ``clients`` profiles, write ratings from
-    one thread each for a random time, SIGKILL the server mid-write, restart it, and check every
-    acknowledged write. Returns the result and the clients (their ``acked`` carries over into the
-    next round, which checks them again)."""
+def kill_rounds(model_dir: Path, database_url: str, rounds: int, *, env: dict[str, str], seed: int,
+                clients: int = 4, movies: list[int] | None = None,
+                write_seconds: tuple[float, float] = (0.3, 1.5)) -> Iterator[RoundResult]:
+    """Start `movierec serve`, create ``clients`` profiles; then ``rounds`` times: write ratings
+    from one thread per client for a random time, SIGKILL the server mid-write, restart it on the
+    same database and check every write acknowledged so far, this round's and earlier ones'.
+    Yields one `RoundResult` per round."""
     import httpx
 
     rng = random.Random(seed)
@@ -259,30 +258,25 @@ def kill_round(model_dir: Path, database_url: str, *, env: dict[str, str], seed:
     base = f"http://127.0.0.1:{port}"
     server = start_server(*args, port=port, env=env)
     try:
-        if profiles is None:
-            profiles = []
-            for _ in range(clients):
-                created = httpx.post(f"{base}/api/profiles", timeout=30).json()
-                profiles.append(Client(created["id"], created["token"]))
-        for client in profiles:
-            client.writes = 0
-        stop = threading.Event()
-        threads = write_until_killed(base, profiles, movies, stop, seed)
-        time.sleep(rng.uniform(*write_seconds))
-        server.kill()  # SIGKILL, mid-write
-        server.wait()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        profiles = []
+        for _ in range(clients):
+            created = httpx.post(f"{base}/api/profiles", timeout=30).json()
+            profiles.append(Client(created["id"], created["token"]))
+        for number in range(rounds):
+            for client in profiles:
+                client.writes = 0
+            stop = threading.Event()
+            threads = write_until_killed(base, profiles, movies, stop, seed * 10_000 + number)
+            time.sleep(rng.uniform(*write_seconds))
+            server.kill()  # SIGKILL, mid-write
+            server.wait()
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+            server = start_server(*args, port=port, env=env)
+            lost, half = check_clients(base, profiles)
+            yield RoundResult(sum(client.writes for client in profiles), lost,
+                              half + orphans(database_url))
     finally:
         if server.poll() is None:
-            server.kill()
-            server.wait()
-    server = start_server(*args, port=port, env=env)
-    try:
-        lost, half = check_clients(base, profiles)
-    finally:
-        stop_server(server)
-    half += orphans(database_url)
-    acknowledged = sum(client.writes for client in profiles)
-    return RoundResult(acknowledged, lost, half), profiles
+            stop_server(server)
