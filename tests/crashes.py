@@ -80,6 +80,7 @@ def crash_points(action: Callable[[], None], check: Callable[[int], None], limit
         pid = os.fork()
         if pid == 0:  # the child: count steps, die at the n-th
             try:
+                signal.alarm(120)  # a child stuck on a lock another thread held at the fork dies
                 _arm(n)
                 action()
                 os._exit(0)

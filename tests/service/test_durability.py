@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from crashes import env_with_source, kill_rounds
+from movierec.errors import ConfigError
 from movierec.service.store import SQLITE_SYNCHRONOUS, Store
 
 
@@ -34,3 +35,14 @@ def test_no_acknowledged_write_is_lost_under_kill_9(model_dir: Path, database_ur
     assert len(results) == 2
     assert all(r.acknowledged > 0 for r in results)  # the clients did write before each kill
     assert [(r.lost, r.half) for r in results] == [(0, 0), (0, 0)]
+
+
+def test_sqlite_synchronous_can_be_normal_and_nothing_else(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'normal.sqlite3'}", sqlite_synchronous="normal")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="sqlite_synchronous must be FULL, NORMAL or EXTRA, got 'OFF'"):
+        Store(f"sqlite:///{tmp_path / 'off.sqlite3'}", sqlite_synchronous="OFF")
