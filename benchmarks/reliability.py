@@ -83,6 +83,8 @@ def kill_section(root: Path, rounds: int, clients: int, postgres: bool, seed: in
             url = make_url()
             for result in kill_rounds(model_dir, url, rounds, env=env, seed=seed, clients=clients):
                 done += 1
+                print(f"  {name} round {done}: {result.acknowledged} acknowledged, lost {result.lost}, "
+                      f"half {result.half}", file=sys.stderr, flush=True)
                 acknowledged += result.acknowledged
                 lost = max(lost, result.lost)  # each round re-checks every earlier write
                 half = max(half, result.half)
