@@ -690,6 +690,9 @@ def tune_command(
         "--space", help="Search range: reg=1e-3:10:log, factors=16:256:int, similarity=cosine,bm25 "
         "(default: the model's built-in ranges); repeatable.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the search.", min=0)] = 0,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Save the best setting, fitted on the train part, as an artifact folder "
+        "whose manifest records the search (written atomically).")] = None,
     k: KOpt = 10,
     mirror: MirrorOpt = None,
     data_dir: DataDirOpt = None,
@@ -730,14 +733,25 @@ def tune_command(
                       space=chosen_space, fixed_params=fixed, random_state=seed,
                       catalog=dataset.catalog, callback=callback)
     test_metrics: dict[str, float] = {}
-    if split_obj is not None:
+    best = None
+    if split_obj is not None or out_dir is not None:
         best = create_model(model_name, **result.best_params)
-        seconds, _ = _fit(best, split_obj.train, as_json, catalog=dataset.catalog, max_memory=limit)
+        seconds, history = _fit(best, train, as_json, catalog=dataset.catalog, max_memory=limit)
+    if split_obj is not None:
         test_metrics = {**evaluate(best, split_obj, k=k, catalog=dataset.catalog).metrics,
                         "fit_s": seconds}
+    if out_dir is not None:
+        from movierec.artifacts import save_model
+
+        save_model(best, out_dir, catalog=dataset.catalog, metrics=test_metrics, history=history,
+                   data={"dataset": dataset.name, "split": split_obj.recipe if split_obj else "none",
+                         "fingerprint": train.fingerprint(), "train_ratings": len(train),
+                         "fit_seconds": round(seconds, 4),
+                         "tune": result.to_dict()})
     if as_json:
         _print_json({**result.to_dict(), "test_metrics": test_metrics, "dataset": dataset.name,
-                     "split": split_obj.recipe if split_obj else "none"})
+                     "split": split_obj.recipe if split_obj else "none",
+                     "artifact": str(out_dir) if out_dir else None})
         return
     board = result.leaderboard(10)
     columns = [c for c in board.columns if c not in ("state",)]
@@ -753,6 +767,8 @@ def tune_command(
     if test_metrics:
         out.print(_metrics_table(f"{model_name} (best) on the test part of {split_obj.recipe}",
                                  test_metrics))
+    if out_dir is not None:
+        out.print(f"saved the best setting to {out_dir}")
 
 
 # -- recommend ---------------------------------------------------------------------------------
