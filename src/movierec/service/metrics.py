@@ -44,6 +44,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 
 class Metrics:
     """Request counts and latency histograms of this process; `render` adds those of the other
@@ -232,12 +234,14 @@ class Observe:
         finally:
             seconds = time.perf_counter() - start
             route = self._route(scope)
-            self.metrics.observe(scope["method"], route, status, seconds)
+            # a client may send any word as its method: counting each would grow the label set forever
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe(method, route, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(json.dumps({
                     "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "method": scope["method"], "route": route, "status": status,
+                    "method": method, "route": route, "status": status,
                     "ms": round(seconds * 1000, 2), "client": client[0] if client else None,
                     "pid": self.metrics.pid}))
 
