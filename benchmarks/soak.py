@@ -266,7 +266,8 @@ def main() -> None:
               f"{checked:,}; lost {lost}")
         if mib:
             print(f"server RSS MiB: start {mib[0]:.0f} (at {memory[0][0]:.0f} s), max {max(mib):.0f}, "
-                  f"end {mib[-1]:.0f} (at {memory[-1][0]:.0f} s); {len(mib)} samples")
+                  f"end {mib[-1]:.0f} (at {memory[-1][0]:.0f} s); every sample: "
+                  + " ".join(f"{m:.0f}" for m in mib))
         if errors or lost or tally.failures:
             print("the server's log ends:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
             raise SystemExit(1)
