@@ -875,6 +875,19 @@ def _resolve_movie(model: Any, catalog: Any, movie: str) -> Any:
                       f"of its title")
 
 
+AnnOpt = Annotated[str, typer.Option(
+    "--ann", help="Approximate top-k through a faiss index (models scoring by inner products): auto "
+    "(catalogs of 20,000+ movies), on or off. Built on first use, saved in the model folder.")]
+ExactOpt = Annotated[bool, typer.Option("--exact", help="Score every movie (the same as --ann off).")]
+
+
+def _use_ann(model: Any, model_dir: Path, ann: str, exact: bool) -> Any:
+    """Attach approximate retrieval per --ann / --exact (`movierec.retrieval.attach`)."""
+    from movierec.retrieval import attach
+
+    return attach(model, model_dir, "off" if exact else ann)
+
+
 @app.command("recommend")
 @_handle_errors
 def recommend_command(
@@ -898,6 +911,8 @@ def recommend_command(
                                          "pick (0: none).", min=0)] = 2,
     history: Annotated[int, typer.Option("--history", help="How many of the user's top-rated "
                                          "movies to show first.", min=0)] = 5,
+    ann: AnnOpt = "auto",
+    exact: ExactOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend movies to a known user (--user) or to a new one from a few ratings (--rate),
@@ -912,6 +927,7 @@ def recommend_command(
     artifact = load_model(model_dir)
     model, catalog = artifact.model, artifact.catalog
     if user is not None:
+        _use_ann(model, model_dir, ann, exact)
         rated = model.user_history(user)
         recs = model.recommend(user, k=k, diversity=diversity, explain=explain, **filters)
         who = f"user {user}"
@@ -967,6 +983,8 @@ def recommend_all_command(
                            "(default: about 16 million scores a chunk); memory grows with it.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Chunks computed at once, one "
                                          "thread each.")] = 2,
+    ann: AnnOpt = "auto",
+    exact: ExactOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the top-k movies of every user of the training data to a Parquet file, a chunk of users
@@ -975,6 +993,7 @@ def recommend_all_command(
     from movierec.export import recommend_all
 
     model = load_model(model_dir).model
+    retriever = _use_ann(model, model_dir, ann, exact)
     progress = Progress(TextColumn("recommending"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("users"), TimeRemainingColumn(), console=err, transient=True,
                         disable=as_json)
@@ -983,9 +1002,15 @@ def recommend_all_command(
         summary = recommend_all(model, out_file, k, exclude_seen=not include_seen,
                                 chunk_users=chunk_users, workers=workers,
                                 progress=lambda done, total: progress.update(task, completed=done))
+    if retriever is not None:
+        summary["ann_recall_at_10"] = retriever.index.recall
     if as_json:
         _print_json({**summary, "k": k, "model": model.name})
         return
+    if retriever is not None:
+        from movierec.retrieval import describe
+
+        err.print(describe(retriever))
     out.print(f"wrote {summary['rows']:,} recommendations for {summary['users']:,} users to "
               f"{out_file} in {summary['seconds']:.1f} s")
 

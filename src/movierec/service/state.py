@@ -30,6 +30,7 @@ from movierec.artifacts import Artifact, load_model
 from movierec.data.dataset import Catalog
 from movierec.errors import UnknownIdError
 from movierec.models.core.recommender import Recommender
+from movierec.retrieval import attach
 from movierec.service.settings import Settings
 from movierec.service.store import Store, StoreUnavailable
 
@@ -66,6 +67,8 @@ class Loaded:
     def __init__(self, artifact: Artifact, model_dir: Path, cache_size: int = 0, version: int = 0) -> None:
         self.cache = AnswerCache(cache_size)
         self.model: Recommender = artifact.model
+        # catalogs of ANN_MIN_ITEMS+ movies: known users ranked through a faiss index, saved in the folder
+        attach(self.model, model_dir)
         self.manifest = artifact.manifest
         self.model_dir = model_dir
         self.version = version

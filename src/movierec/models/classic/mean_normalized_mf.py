@@ -20,7 +20,7 @@ from movierec.models.classic.shared import (
 )
 from movierec.models.core.checks import check_number
 from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
     resolve_device,
@@ -169,6 +169,16 @@ class MeanNormalizedMF(Recommender):
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.user_factors_[user_index], self.user_bias_[user_index])
+
+    def _dot_parts(self) -> DotParts:
+        # [w_u, b_u] . [x_i, 1] + (b_i + mean_i)
+        def build() -> DotParts:
+            users = np.hstack([self.user_factors_, self.user_bias_[:, None]]).astype(np.float32)
+            items = np.hstack([self.item_factors_, np.ones((len(self.item_factors_), 1), np.float32)])
+            return DotParts(users, items, (self.item_bias_ + self.item_mean_).astype(np.float32), True)
+
+        return self._cached_parts((self.user_factors_, self.user_bias_, self.item_factors_,
+                                   self.item_bias_, self.item_mean_), build)
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         k = self.factors

@@ -70,7 +70,7 @@ from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.memory import TORCH_BYTES
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import resolve_device, torch_threads
 
 __all__ = ["BayesianMF"]
@@ -332,6 +332,20 @@ class BayesianMF(Recommender):
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         return self._scorer().users(np.asarray(user_index))
+
+    def _dot_parts(self) -> DotParts:
+        # the posterior mean: [draws' p_u / S, mu + mean b_u] . [draws' q_i, 1] + mean b_i
+        scorer = self._scorer()
+
+        def build() -> DotParts:
+            users = scorer.user_flat[:-1].cpu().numpy()
+            items = scorer.item_flat[:-1].cpu().numpy()
+            user_terms = (scorer.user_bias[:-1].cpu().numpy() + scorer.mu).astype(users.dtype)
+            return DotParts(np.hstack([users, user_terms[:, None]]),
+                            np.hstack([items, np.ones((len(items), 1), items.dtype)]),
+                            scorer.item_bias[:-1].cpu().numpy(), True)
+
+        return self._cached_parts((scorer,), build)
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         return self._scorer().fold_in(np.asarray(item_index), np.asarray(ratings, np.float64))
