@@ -436,9 +436,33 @@ def _join(distributed: bool, timeout: float, model_name: str) -> Any:
     from movierec.distributed import check_covered, join_group, leave_group
 
     check_covered(model_name)  # refuse before waiting for anyone
-    group = join_group(timeout)
+    with _native_stderr_muted(not logging.getLogger().isEnabledFor(logging.INFO)):
+        group = join_group(timeout)
     atexit.register(leave_group)
     return group
+
+
+@contextmanager
+def _native_stderr_muted(mute: bool) -> Iterator[None]:
+    """Hide what torch's C++ layer writes straight to file descriptor 2 while it waits at the
+    rendezvous (every retry, with a stack dump): a failure becomes one line of ours instead;
+    --verbose shows it all."""
+    if not mute:
+        yield
+        return
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _load_for(group: Any, name: str, mirror: str | None, data_dir: Path | None,

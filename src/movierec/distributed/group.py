@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,9 +115,17 @@ def join_group(timeout: float, device: str = "auto", environ: dict[str, str] | N
     backend = "nccl" if use_cuda else "gloo"
     address = f"{environ['MASTER_ADDR']}:{environ['MASTER_PORT']}"
     if not dist.is_initialized():
+        wait = datetime.timedelta(seconds=float(timeout))
         try:
-            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
-                                    timeout=datetime.timedelta(seconds=float(timeout)))
+            # torchrun's agent serves the store itself; a bare launch's rank 0 serves it
+            agent = environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+            store = dist.TCPStore(environ["MASTER_ADDR"], _env_int(environ, "MASTER_PORT", 1),
+                                  world_size=world, is_master=rank == 0 and not agent, timeout=wait,
+                                  wait_for_workers=False)
+            _same_world_size(store, rank, world, environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=wait)
+        except MovieRecError:
+            raise
         except (RuntimeError, ValueError, OSError) as exc:
             raise DistributedError(
                 f"rendezvous at {address} not complete within {timeout:g} s as rank {rank} of {world} "
@@ -127,6 +136,18 @@ def join_group(timeout: float, device: str = "auto", environ: dict[str, str] | N
     return group
 
 
+def _same_world_size(store: dist.Store, rank: int, world: int, attempt: str) -> None:
+    """Compare world sizes through the store before the group forms (a group of mismatched sizes
+    would wait for ranks that never come): rank 0 reads everyone's, the others read rank 0's."""
+    prefix = f"movierec/{attempt}/world_size"
+    store.set(f"{prefix}/{rank}", str(world))
+    for other in range(1, world) if rank == 0 else (0,):
+        theirs = int(store.get(f"{prefix}/{other}"))
+        if theirs != world:
+            raise ConfigError(f"rank {other} was started with WORLD_SIZE {theirs} and rank {rank} with "
+                              f"{world}: start every process of a launch with the same world size")
+
+
 def leave_group() -> None:
     """Leave the process group if this process joined one (safe to call twice)."""
     if dist.is_initialized():
@@ -134,8 +155,12 @@ def leave_group() -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    """The gist of a torch.distributed error: its first line without the bracketed source
+    locations and addresses gloo puts in (``[/path/pair.cc:537]``)."""
+    lines = [re.sub(r"\[[^\]]*\]:?\s*", "", line).strip() for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if line]
+    first = re.split(r"(?<=\.)\s", lines[0])[0] if lines else type(exc).__name__
+    return first[:200]
 
 
 def guarded(group: Group, what: str, work: Callable[[], T]) -> T:
