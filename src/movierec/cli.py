@@ -468,8 +468,77 @@ SplitOpt = Annotated[
 ]
 
 
+DistributedOpt = Annotated[
+    bool,
+    typer.Option("--distributed", help="Train across the processes of a torchrun launch (gloo on CPUs, "
+                 "NCCL on GPUs): torchrun --nproc-per-node N -m movierec ... --distributed. Rank 0 "
+                 "evaluates and writes the model (see docs/distributed.md)."),
+]
+DistTimeoutOpt = Annotated[
+    float,
+    typer.Option("--dist-timeout", min=1.0, help="With --distributed: seconds to wait for the other "
+                 "processes, at the rendezvous and at every exchange."),
+]
+
+
+def _join(distributed: bool, timeout: float, model_name: str) -> Any:
+    """With --distributed, this process's `movierec.distributed.Group` (left at exit); else None."""
+    if not distributed:
+        return None
+    import atexit
+
+    from movierec.distributed import check_covered, join_group, leave_group
+
+    check_covered(model_name)  # refuse before waiting for anyone
+    with _native_stderr_muted(not logging.getLogger().isEnabledFor(logging.INFO)):
+        group = join_group(timeout)
+    atexit.register(leave_group)
+    return group
+
+
+@contextmanager
+def _native_stderr_muted(mute: bool) -> Iterator[None]:
+    """Hide what torch's C++ layer writes straight to file descriptor 2 while it waits at the
+    rendezvous (every retry, with a stack dump): a failure becomes one line of ours instead;
+    --verbose shows it all."""
+    if not mute:
+        yield
+        return
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _load_for(group: Any, name: str, mirror: str | None, data_dir: Path | None,
+              movies: Path | None, quiet: bool) -> Any:
+    """`_load`; in a distributed run rank 0 first (it fills the cache), then the other ranks."""
+    if group is None:
+        return _load(name, mirror, data_dir, movies, quiet)
+    from movierec.distributed import main_first
+
+    return main_first(group, "loading the data", lambda: _load(name, mirror, data_dir, movies, quiet))
+
+
+def _check_same_job(group: Any, model: Any, train: Any, *job: Any) -> None:
+    if group is not None:
+        from movierec.distributed import same_everywhere
+
+        same_everywhere(group, "command", (model.name, model.get_params(), *job))
+        same_everywhere(group, "training data", train.fingerprint())
+
+
 def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = None,
-         max_memory: int | None = None) -> tuple[float, list[dict[str, Any]]]:
+         max_memory: int | None = None, group: Any = None) -> tuple[float, list[dict[str, Any]]]:
     """Fit with an epoch progress bar; return (seconds, history).
 
     ``valid`` is shown to the model for per-epoch validation figures (learning curves); models
@@ -492,7 +561,13 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = 
                                 note=note)
 
         start = time.perf_counter()
-        model.fit(train, valid=valid, callback=callback, catalog=catalog, max_memory=max_memory)
+        if group is None:
+            model.fit(train, valid=valid, callback=callback, catalog=catalog, max_memory=max_memory)
+        else:
+            from movierec.distributed import fit_distributed
+
+            # each rank holds a shard: the whole-data estimate would refuse runs that fit
+            fit_distributed(model, train, group, valid=valid, callback=callback, catalog=catalog)
     return time.perf_counter() - start, history
 
 
@@ -520,6 +595,8 @@ def train_command(
     movies: MoviesOpt = None,
     plot: PlotOpt = None,
     max_memory: MaxMemoryOpt = None,
+    distributed: DistributedOpt = False,
+    dist_timeout: DistTimeoutOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
@@ -531,14 +608,20 @@ def train_command(
     model = create_model(model_name, **parse_params(model_name, param or []))
     _check_png(plot)
     limit = _max_memory(max_memory)
-    dataset = _load(name, mirror, data_dir, movies, as_json)
+    group = _join(distributed, dist_timeout, model_name)
+    helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
+    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
     if split.strip().lower() == "none":
         train, split_obj = dataset.ratings, None
     else:
         split_obj = make_split(dataset, split)
         train = split_obj.train
-    seconds, history = _fit(model, train, as_json, valid=split_obj.test if split_obj else None,
-                            catalog=dataset.catalog, max_memory=limit)
+    _check_same_job(group, model, train, dataset.name, split, k)
+    seconds, history = _fit(model, train, as_json or helper,
+                            valid=split_obj.test if split_obj else None, catalog=dataset.catalog,
+                            max_memory=limit, group=group)
+    if helper:
+        return
     metrics: dict[str, float] = {}
     if split_obj is not None:
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
@@ -588,6 +671,8 @@ def evaluate_command(
         Path | None, typer.Option("--per-user", help="Write per-user metrics to this CSV file.")
     ] = None,
     max_memory: MaxMemoryOpt = None,
+    distributed: DistributedOpt = False,
+    dist_timeout: DistTimeoutOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on a split's train part and report rating and top-N metrics on its test part."""
@@ -597,9 +682,15 @@ def evaluate_command(
 
     model = create_model(model_name, **parse_params(model_name, param or []))
     limit = _max_memory(max_memory)
-    dataset = _load(name, mirror, data_dir, movies, as_json)
+    group = _join(distributed, dist_timeout, model_name)
+    helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
+    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
     split_obj = make_split(dataset, split)
-    seconds, _ = _fit(model, split_obj.train, as_json, catalog=dataset.catalog, max_memory=limit)
+    _check_same_job(group, model, split_obj.train, dataset.name, split, k)
+    seconds, _ = _fit(model, split_obj.train, as_json or helper, catalog=dataset.catalog,
+                      max_memory=limit, group=group)
+    if helper:
+        return
     report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
     report.timings["fit_s"] = seconds
     if per_user is not None:

@@ -109,7 +109,7 @@ class MeanNormalizedMF(Recommender):
                 np.bincount(train.item_index, train.rating, train.n_items)
                 / np.maximum(train.item_counts, 1), dtype=torch.float32))
             net.to(device)
-            reg = float(self.reg)
+            reg, n = float(self.reg), len(train)
             squared_error = [0.0]
 
             def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -117,8 +117,10 @@ class MeanNormalizedMF(Recommender):
                 cost = 0.5 * error.square().sum()
                 if net.training:
                     squared_error[0] = float(error.detach().square().mean())
+                    # the penalty is the whole model's, once: weighted by the batch's share of the
+                    # ratings (1 here; a replica's share when several processes train one model)
                     cost = cost + reg / 2 * (net.user_factors.square().sum()
-                                             + net.item_factors.square().sum())
+                                             + net.item_factors.square().sum()) * (len(error) / n)
                 return cost / len(error)  # J / n: the same minimiser, and a loss of readable size
 
             def metrics(tensors: Sequence[torch.Tensor]) -> dict[str, float]:
