@@ -306,13 +306,17 @@ class ServiceState:
         Raises:
             RuntimeError: if a retrain is already running (on any replica).
             ConfigError: a bad hyperparameter (checked before the thread starts).
+            MemoryLimitError: the fit would need more memory than the machine has available.
         """
+        from movierec.models.core.memory import check_fit_memory
         from movierec.models.registry import create_model
 
         current = self.loaded
         merged = {**current.model.get_params(), **params}
         model = create_model(current.model.name, **merged)
         model._check_params()
+        seen = current.model.seen_
+        check_fit_memory(model, seen.shape[0], seen.shape[1], seen.nnz)  # before any job or thread
         job = self.store.start_job(uuid.uuid4().hex[:12], f"fitting {model.name}",
                                    stale_after=self.settings.job_stale_after)
         if job is None:

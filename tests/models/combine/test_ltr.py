@@ -134,6 +134,37 @@ def test_liked_levels_are_the_members_on_high_ratings_only():
                                model._combine(z, zeros, [np.array([False])] * 2, None)[0])
 
 
+def test_lists_and_scores_in_small_blocks_of_users_equal_one_block(monkeypatch):
+    data = small()  # 60 users x 20 movies: one block by default
+    whole = LearnedBlend(**MEMBERS, candidates=5).fit(data)
+    users = np.arange(data.n_users)
+    scores = whole._score_users(users)
+    monkeypatch.setattr("movierec.models.combine.ltr._BLOCK_VALUES", 7 * data.n_items)  # 7 users a block
+    blocked = LearnedBlend(**MEMBERS, candidates=5).fit(data)
+    np.testing.assert_allclose(blocked.theta_, whole.theta_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(blocked.mu_, whole.mu_, rtol=1e-12)
+    np.testing.assert_allclose(blocked._score_users(users), scores, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(whole._score_users(users), scores, rtol=1e-12)  # scoring in blocks too
+
+
+def test_max_items_caps_the_dense_members_unless_they_set_their_own():
+    data = small()  # 20 movies
+    model = LearnedBlend(members="ease:reg=5.0,gf-cf:factors=3:max_items=15,ials:factors=4",
+                         weights="0.4,0.4,0.2", candidates=5, carve_outs=1, max_items=12).fit(data)
+    ease, gfcf, ials = model.blend_.members_
+    assert (ease.max_items, gfcf.max_items) == (12, 15)
+    assert len(ease.kept_) == 12 and len(gfcf.kept_) == 15
+    assert all(len(blend.members_[0].kept_) == 12 for blend in model.liked_)
+    assert not hasattr(ials, "kept_")
+    scores = model._score_users(np.arange(data.n_users))
+    assert np.isfinite(scores).all()
+    # within the cap the members are the uncapped ones: the same model as a cap above the catalog
+    within = LearnedBlend(**MEMBERS, candidates=5, carve_outs=1, max_items=20).fit(data)
+    above = LearnedBlend(**MEMBERS, candidates=5, carve_outs=1, max_items=10**6).fit(data)
+    assert within.blend_.members_[0].kept_ is None
+    np.testing.assert_array_equal(within.theta_, above.theta_)
+
+
 def test_untimed_ratings_fit_with_item_features_only():
     data = small()
     untimed = Ratings.from_arrays(data.user_ids, data.item_ids, data.rating, scale=(0.5, 5.0))
@@ -146,6 +177,7 @@ def test_untimed_ratings_fit_with_item_features_only():
     {"candidates": 0}, {"carve_outs": 0}, {"carve_outs": 1.5}, {"holdout": 0.0}, {"holdout": 1.0},
     {"reg": -1.0}, {"time_width": 0.0}, {"weights": "1,2"}, {"members": "blend"}, {"random_state": 1.5},
     {"liked_ratings": "4,x"}, {"liked_ratings": "4,4"}, {"liked_ratings": "-1"}, {"liked_ratings": 4.0},
+    {"max_items": 0},
 ])
 def test_ltr_rejects_bad_params(params):
     with pytest.raises(ConfigError):

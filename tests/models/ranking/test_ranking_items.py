@@ -136,8 +136,8 @@ def test_ease_scores_predictions_and_fold_in_agree():
 
 
 def test_ease_guards_and_unknown_pairs():
-    with pytest.raises(ConfigError, match="max_items"):
-        EASE(max_items=2).fit(tiny())
+    with pytest.raises(ConfigError, match="max_items must be an int >= 1, got 0"):
+        EASE(max_items=0).fit(tiny())
     for bad in ({"reg": 0.0}, {"dropout": 1.0}, {"dropout": -0.1}, {"weighting": "log"}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             EASE(**bad).fit(tiny())
@@ -200,6 +200,53 @@ def test_item_knn_scores_predictions_and_fold_in_agree():
             parts = model._contributions(row.indices, row.data, target)
             np.testing.assert_allclose(parts.sum(axis=1), fold, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(model._item_similarity(np.array([3])), s[[3]], rtol=1e-6)
+
+
+def _dense_knn_reference(x: np.ndarray, similarity: str, neighbors: int, shrink: float, k1: float,
+                         b: float) -> np.ndarray:
+    """The whole items x items similarity in numpy, then each row's top ``neighbors`` positives."""
+    if similarity == "bm25":
+        weighted = bm25_rows(sp.csr_matrix(x.T), k1, b).toarray()
+        full = weighted @ weighted.T
+    else:
+        norms = np.linalg.norm(x, axis=0)
+        outer = np.outer(norms, norms)
+        full = np.divide(x.T @ x, outer, out=np.zeros_like(outer), where=outer > 0)
+    support = (x != 0).T.astype(float) @ (x != 0).astype(float)
+    if shrink > 0:
+        full = full * support / (support + shrink)
+    np.fill_diagonal(full, 0.0)
+    kept = np.zeros_like(full)
+    for j, row in enumerate(full):
+        best = np.argsort(-row)[:neighbors]
+        best = best[row[best] > 0]
+        kept[j, best] = row[best]
+    return kept
+
+
+@pytest.mark.parametrize("params", [
+    {"similarity": "cosine", "neighbors": 5, "shrink": 0.0},
+    {"similarity": "cosine", "neighbors": 3, "shrink": 2.0},
+    {"similarity": "bm25", "neighbors": 7, "shrink": 1.0},
+    {"similarity": "bm25", "neighbors": 40, "shrink": 0.0},  # more than the catalog: every positive
+])
+def test_knn_similarity_in_blocks_equals_the_dense_reference(params, monkeypatch):
+    rng = np.random.default_rng(8)
+    x = rng.random((50, 23)) * (rng.random((50, 23)) < 0.35)  # continuous values: no ties at the cut
+    x[:, 5] = 0.0  # a movie nobody rated has no neighbours and is nobody's
+    reference = _dense_knn_reference(x, params["similarity"], params["neighbors"], params["shrink"],
+                                     0.9, 0.6)
+    one_block = knn_similarity(sp.csr_matrix(x), **params, k1=0.9, b=0.6)
+    # 23 x 2 values per block: 12 blocks of two rows, the last of one
+    monkeypatch.setattr("movierec.models.ranking.item_knn._KNN_ELEMENTS", 2 * 23)
+    blocks = []
+    blocked = knn_similarity(sp.csr_matrix(x), **params, k1=0.9, b=0.6,
+                             callback=lambda _, info: blocks.append(info["block"]))
+    assert blocks == list(range(1, 13))
+    for result in (one_block, blocked):
+        assert result.dtype == np.float32 and result.has_sorted_indices
+        np.testing.assert_allclose(result.toarray(), reference, rtol=1e-6, atol=1e-7)
+        assert result.nnz == (reference > 0).sum()
 
 
 def test_item_knn_bad_parameters():

@@ -22,6 +22,7 @@ from movierec.models.classic.shared import (
     sigmoid,
     uniform,
 )
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     resolve_device,
@@ -165,6 +166,12 @@ class DotBiasSigmoid(Recommender):
         self.user_bias_ = table[:n_users, k].copy()
         self.item_factors_ = table[n_users : n_users + n_items, :k].copy()
         self.item_bias_ = table[n_users : n_users + n_items, k + 1].copy()
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Neural: embeddings and biases with gradients and Adam moments, the ratings as tensors
+        with an epoch's shuffled copy, and torch's own pools."""
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 48 * n_ratings
+                   + trained_table_bytes(n_users + n_items, int(self.factors) + 1))
 
     # -- scoring (numpy: a dot product per pair needs no network) ------------------------------------
     def _to_rating(self, logits: np.ndarray) -> np.ndarray:

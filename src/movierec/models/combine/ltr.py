@@ -93,6 +93,8 @@ from movierec.models.combine.rows import predict_by_rows, zscore_rows
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.topk import top_k
+from movierec.models.ranking.item_item import DenseItemItem
+from movierec.models.registry import get_model_class
 
 __all__ = ["LearnedBlend", "TimeItemFeatures", "fit_listwise"]
 
@@ -101,7 +103,16 @@ _MAX_BINS = 256
 _EPS = 1e-4  # floor inside the time logs: a movie nobody rated in a window is rare, not impossible
 _LATE_DAYS = 30.0
 _PRIOR_RATINGS = 5.0  # shrinkage of a movie's mean rating towards the global mean
-_USER_BLOCK = 512  # users per step when building features and predicting pairs
+_USER_BLOCK = 512  # users per step when predicting pairs
+# Score values per (users x movies) array while building lists or scoring: a block of users holds
+# about 2^21 values (16 MB) per array, and some twenty arrays are alive at once, so the memory of
+# features and scores stays near 350 MB whatever the number of users or movies.
+_BLOCK_VALUES = 1 << 21
+
+
+def _block_users(n_items: int) -> int:
+    """Users per block over ``n_items`` movies (see `_BLOCK_VALUES`)."""
+    return max(1, _BLOCK_VALUES // max(n_items, 1))
 EXTRA_FEATURES = ("popularity", "mean_rating", "time_share", "time_trend", "late")
 
 
@@ -252,6 +263,10 @@ class LearnedBlend(Recommender):
         liked_ratings: comma-separated rating levels (distinct numbers >= 0; "" for none): per
             level t the members are fitted again on the ratings >= t, and their z-scores are
             features (see the module docstring for the levels that are left out).
+        max_items: passed to every member that learns a dense items x items matrix (EASE, GF-CF)
+            unless ``members`` sets it for that member: such a member learns on the ``max_items``
+            most-rated movies and scores the rest below them by popularity
+            (`movierec.models.ranking.item_item`); see "Scale" in the module docstring.
 
     Fitted attributes: ``blend_`` (the `Blend` fitted on all the training data), ``theta_`` (F,),
     ``mu_`` and ``sd_`` (F,) feature standardisation, ``features_`` (`TimeItemFeatures`),
@@ -284,6 +299,7 @@ class LearnedBlend(Recommender):
         min_rating: float = 0.0,
         weighting: str = "binary",
         random_state: int = 0,
+        max_items: int = 4_000,
     ) -> None:
         self.members = members
         self.weights = weights
@@ -296,10 +312,26 @@ class LearnedBlend(Recommender):
         self.min_rating = min_rating
         self.weighting = weighting
         self.random_state = random_state
+        self.max_items = max_items
+
+    def _member_spec(self) -> str:
+        """``members`` with ``max_items`` passed to every dense item-item member (EASE, GF-CF) that
+        does not set its own."""
+        parts = []
+        for part in str(self.members).split(","):
+            name, *pairs = [piece.strip() for piece in part.split(":")]
+            try:
+                dense = issubclass(get_model_class(name), DenseItemItem)
+            except ConfigError:  # an unknown name: the blend's own check says so
+                dense = False
+            if dense and not any(pair.split("=")[0].strip() == "max_items" for pair in pairs):
+                part = f"{part}:max_items={self.max_items}"
+            parts.append(part)
+        return ",".join(parts)
 
     def _new_blend(self, min_rating: float | None = None) -> Blend:
         """The blend of ``members``; with ``min_rating``, the same members on the ratings >= it."""
-        return Blend(members=self.members, weights=self.weights,
+        return Blend(members=self._member_spec(), weights=self.weights,
                      min_rating=self.min_rating if min_rating is None else min_rating,
                      weighting=self.weighting, random_state=self.random_state)
 
@@ -343,6 +375,7 @@ class LearnedBlend(Recommender):
             raise ConfigError(f"holdout must be a number in (0, 1), got {self.holdout!r}")
         check_number("reg", self.reg)
         check_number("time_width", self.time_width, strict=True)
+        check_int("max_items", self.max_items)
         self._thresholds()
 
     # -- features ------------------------------------------------------------------------------
@@ -379,21 +412,27 @@ class LearnedBlend(Recommender):
         relevant = sp.csr_matrix((np.ones(int(known.sum()), dtype=bool), (users[known], items[known])),
                                  shape=(train.n_users, train.n_items))
         rows, labels, offsets = [], [], []
-        for start in range(0, train.n_users, _USER_BLOCK):
-            block = np.arange(start, min(start + _USER_BLOCK, train.n_users))
+        # Candidates and features a block of users at a time, each feature cut to the candidates as
+        # soon as it exists: memory is a few (block, n_items) arrays, whatever the number of users.
+        step = _block_users(train.n_items)
+        for start in range(0, train.n_users, step):
+            block = np.arange(start, min(start + step, train.n_users))
             offset, z = self._member_z(blend, [m._score_users(block) for m in blend.members_])
             top, _ = top_k(offset, length, exclude=blend.seen_[block])
             padded = top < 0  # a user who rated nearly every movie has a shorter list
             top = np.where(padded, 0, top)
-            parts = list(z)
+            columns = [np.take_along_axis(p, top, axis=1) for p in z]
+            del z
             for level, liked_blend in zip(levels, liked, strict=True):
                 if liked_blend is None:  # no rating at this level in this carve-out: the features are 0
-                    parts += [np.zeros(offset.shape) for _ in z]
-                else:
-                    parts += self._liked_z([m._score_users(block) for m in liked_blend.members_],
-                                           self._has_liked(blend.seen_[block], level))
-            parts += features.dense(block)
-            rows.append(np.stack([np.take_along_axis(p, top, axis=1) for p in parts], axis=2))
+                    columns += [np.zeros(top.shape) for _ in blend.members_]
+                    continue
+                has_liked = self._has_liked(blend.seen_[block], level)
+                for member in liked_blend.members_:
+                    part = self._liked_z([member._score_users(block)], has_liked)[0]
+                    columns.append(np.take_along_axis(part, top, axis=1))
+            columns += [np.take_along_axis(p, top, axis=1) for p in features.dense(block)]
+            rows.append(np.stack(columns, axis=2))
             labels.append(np.take_along_axis(relevant[block].toarray(), top, axis=1) & ~padded)
             # padding gets no probability: a finite stand-in for -inf keeps 0 * log p at 0
             offsets.append(np.where(padded, -1e30, np.take_along_axis(offset, top, axis=1)))
@@ -427,27 +466,55 @@ class LearnedBlend(Recommender):
             self.theta_ = np.zeros(n_features)
         self.mu_, self.sd_ = mu, sd
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The blend's members fitted on the carve-outs and again on everything (two fitted sets
+        alive at once), plus the candidates' feature rows (about 32 float64 features each)."""
+        members = self._new_blend().estimate_fit_bytes(n_users, n_items, n_ratings)
+        return int(2 * members + 8 * 32 * n_users * int(self.candidates) * int(self.carve_outs))
+
     # -- scoring -------------------------------------------------------------------------------
-    def _combine(self, scores: list[np.ndarray], liked: list[list[np.ndarray]], has_liked: list[np.ndarray],
+    def _combine(self, scores: list[np.ndarray], liked: list[list], has_liked: list[np.ndarray],
                  user_index: np.ndarray | None) -> np.ndarray:
         """Scores (n, n_items) from the members' raw score blocks, each liked blend's (one list per
-        level) and whether each user has a rating at each level ((n,) bool per level)."""
+        level, each entry a score block or a function returning one, called when its turn comes so
+        that only one liked block is alive at a time) and whether each user has a rating at each
+        level ((n,) bool per level)."""
         offset, z = self._member_z(self.blend_, scores)
-        parts = list(z)
-        for level_scores, level_has in zip(liked, has_liked, strict=True):
-            parts += self._liked_z(level_scores, level_has)
         total = np.array(offset, dtype=np.float64)
-        for theta, mu, sd, part in zip(self.theta_, self.mu_, self.sd_,
-                                       parts + self.features_.dense(user_index), strict=True):
+        del offset
+        coefficients = iter(zip(self.theta_, self.mu_, self.sd_, strict=True))
+
+        def add(part: np.ndarray) -> None:
+            theta, mu, sd = next(coefficients)
             if theta and np.isfinite(sd):
-                total += (theta / sd) * (part - mu)
+                np.add(total, (theta / sd) * (part - mu), out=total)
+
+        for part in z:
+            add(part)
+        del z
+        for level_scores, level_has in zip(liked, has_liked, strict=True):
+            for score in level_scores:
+                add(self._liked_z([score() if callable(score) else score], level_has)[0])
+        for part in self.features_.dense(user_index):
+            add(part)
         return total
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         user_index = np.asarray(user_index, dtype=np.int64)
+        n_items = len(self.items_)
+        step = _block_users(n_items)
+        if len(user_index) > step:  # bounded memory for a large block of users: one sub-block at a time
+            out = np.empty((len(user_index), n_items))
+            for start in range(0, len(user_index), step):
+                out[start : start + step] = self._score_users(user_index[start : start + step])
+            return out
         seen = self.seen_[user_index]
+
+        def later(member: Recommender):
+            return lambda: member._score_users(user_index)
+
         return self._combine([m._score_users(user_index) for m in self.blend_.members_],
-                             [[m._score_users(user_index) for m in blend.members_] for blend in self.liked_],
+                             [[later(m) for m in blend.members_] for blend in self.liked_],
                              [self._has_liked(seen, level) for level in self.levels_], user_index)
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:

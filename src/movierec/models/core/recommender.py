@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
@@ -47,6 +48,7 @@ from movierec.models.core.checks import check_diversity, check_int, check_k
 from movierec.models.core.determinism import cuda_determinism, wants_cuda
 from movierec.models.core.explain import because, explanation
 from movierec.models.core.filters import MovieFacts, candidate_mask
+from movierec.models.core.memory import check_fit_memory, csr_bytes
 from movierec.models.core.rerank import select
 from movierec.models.core.topk import top_k
 
@@ -59,6 +61,10 @@ Callback = Callable[[str, dict[str, Any]], None]
 # at most _BLOCK_USERS users: memory stays bounded whatever the number of users or movies.
 _BLOCK_SCORES = 1 << 24
 _BLOCK_USERS = 1024
+
+
+# True while a `Recommender.fit` runs in this thread or task (see the memory check in `fit`).
+_FITTING: ContextVar[bool] = ContextVar("movierec_fitting", default=False)
 
 
 def block_users(n_items: int) -> int:
@@ -197,6 +203,7 @@ class Recommender:
         callback: Callback | None = None,
         *,
         catalog: Catalog | None = None,
+        max_memory: int | None = None,
     ) -> Recommender:
         """Learn from ``train`` (starting fresh every call) and return ``self``.
 
@@ -209,19 +216,28 @@ class Recommender:
             callback: progress events, see `Callback`.
             catalog: the movies (titles, years, genres, tags). Content models learn from it; every
                 model keeps it for genre and year filters.
+            max_memory: bytes the fit may take (`estimate_fit_bytes`), checked before anything
+                is allocated; None: the memory the machine has available now.
 
         If fitting fails, the model is left exactly as it was before the call (fitted or not).
 
         Raises:
             ConfigError: an invalid hyperparameter, or no catalog for a model that needs one.
             DataError: empty training data.
+            MemoryLimitError: the fit's estimated memory exceeds ``max_memory``.
         """
         self._check_params()
         if len(train) == 0:
             raise DataError("cannot fit on empty ratings")
         if self.uses_catalog and catalog is None:
             raise ConfigError(f"{self.name} learns from movie features: pass catalog= to fit")
+        # A model fitted inside another's fit (a blend's members) was counted in the outer estimate,
+        # against the outer limit: it is checked again only when given a limit of its own.
+        outer = _FITTING.get()
+        if max_memory is not None or not outer:
+            check_fit_memory(self, train.n_users, train.n_items, len(train), max_memory)
         before = dict(self.__dict__)  # learned state is rebound by _fit, never mutated in place
+        token = _FITTING.set(True)
         try:
             self.__dict__.pop("_facts", None)
             self.__dict__.pop("retriever", None)  # built for the arrays being replaced
@@ -237,10 +253,18 @@ class Recommender:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+        finally:
+            _FITTING.reset(token)
         return self
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         raise NotImplementedError
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Peak bytes `fit` will allocate for these sizes, beyond the training ratings themselves
+        (see `movierec.models.core.memory`). This default counts the ratings matrix ``seen_`` and
+        one float64 interaction copy; every registered model states its own."""
+        return csr_bytes(n_users, n_ratings, 4) + csr_bytes(n_users, n_ratings)
 
     # -- scoring (indices inside) --------------------------------------------------------------
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:

@@ -36,8 +36,9 @@ score). Scores are not ratings; they can be negative.
 Cost. S^T S is one sparse product. G is dense n_items^2 (float64, 8 bytes each) and the inverse
 runs in O(n_items^3) through a Cholesky factorisation (G + Lambda is symmetric positive definite):
 ml-100k (1.7k movies) fits in well under a second, ml-latest-small (9.7k) in tens of seconds.
-``max_items`` guards against catalogs whose dense matrices would not fit in memory (20,000 movies ->
-3.2 GB per matrix).
+A catalog larger than ``max_items`` (default 16,000: 2 GB per matrix) is fitted on its ``max_items``
+most-rated movies, the rest scored by a popularity fallback below them
+(`movierec.models.ranking.item_item`), so the full MovieLens 32M (87k movies) fits in bounded memory.
 
 Fallback for pairs unknown to training: 0 (an unknown user has no interactions; an unknown movie no
 weights).
@@ -53,6 +54,7 @@ from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, interaction_matrix, session_matrix
+from movierec.models.core.memory import cooccurrence_pairs, csr_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.ranking.item_item import DenseItemItem
 
@@ -72,11 +74,14 @@ class EASE(DenseItemItem):
         session_weight: the extra weight of co-occurrence within a session (0: sessions ignored).
         min_rating: ratings below it are not interactions (see `movierec.models.core.interactions`).
         weighting: ``"binary"``, ``"rating"`` or ``"centered"`` interaction values.
-        max_items: the largest catalog (movies in training) the dense n_items^2 matrices may cover;
-            memory is about 3 * 8 * n_items^2 bytes while fitting.
+        max_items: the most movies W covers (int >= 1); with more in training, W is learned on the
+            ``max_items`` most-rated ones and the rest are scored below them by popularity
+            (`movierec.models.ranking.item_item`). Fitting takes about 3 * 8 * n^2 bytes and
+            O(n^3) time for n = min(n_items, max_items).
 
-    Fitted attributes: ``weights_`` (n_items, n_items) float64 B with a zero diagonal (row j: how
-    much interacting with movie index j raises each movie's score).
+    Fitted attributes: ``weights_`` (n, n) float64 B with a zero diagonal (row j: how much
+    interacting with kept movie j raises each kept movie's score), ``kept_`` and ``fallback_`` (see
+    `DenseItemItem`; None unless the catalog exceeds ``max_items``).
 
     The defaults were chosen on validation carve-outs of ml100k-strat75's training part (never its
     test part); benchmarks/selection/ranking_items.py --select reproduces the grid.
@@ -92,7 +97,7 @@ class EASE(DenseItemItem):
         session_weight: float = 2.0,
         min_rating: float = 0.0,
         weighting: str = "binary",
-        max_items: int = 20_000,
+        max_items: int = 16_000,
     ) -> None:
         self.reg = reg
         self.dropout = dropout
@@ -115,15 +120,24 @@ class EASE(DenseItemItem):
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        self._check_size()
-        interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
+        interactions = self._select_items(interaction_matrix(self.seen_, self.min_rating, self.weighting))
         sessions = None
         if self.session_weight > 0 and train.timestamp is not None:
             sessions = session_matrix(train, self.session_gap, self.min_rating, self.weighting)
+            if self.kept_ is not None:
+                sessions = sp.csr_matrix(sessions)[:, self.kept_]
         self.weights_ = ease_weights(interactions, self.reg, self.dropout, sessions,
                                      self.session_weight)
         if callback is not None:
-            callback("solve", {"items": self.seen_.shape[1]})
+            callback("solve", {"items": interactions.shape[1]})
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Quadratic in movies: the dense float64 Gram matrix inverted in place, a second n^2 for the
+        session Gram, and the sparse co-occurrence products before densifying."""
+        n = min(n_items, int(self.max_items))
+        dense = 8 * n * n * (2 if self.session_weight > 0 else 1)
+        return int(dense + 12 * cooccurrence_pairs(n_users, n, n_ratings)
+                   + 3 * csr_bytes(n_users, n_ratings))
 
 
 def ease_weights(interactions: sp.spmatrix, reg: float, dropout: float = 0.0,

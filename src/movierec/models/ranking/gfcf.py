@@ -33,7 +33,9 @@ to the score). Fallback for pairs unknown to training: 0.
 
 Cost: R~^T R~ is dense n_items^2 (8 bytes each); the top eigenvectors come from Lanczos on the
 sparse R~ (O(nnz) per step): ml-100k (1.7k movies) fits in a fraction of a second, ml-latest-small
-(9.7k) in seconds. ``max_items`` guards the dense matrices.
+(9.7k) in seconds. A catalog larger than ``max_items`` is filtered on its ``max_items`` most-rated
+movies (the graph restricted to them), the rest scored by a popularity fallback below them
+(`movierec.models.ranking.item_item`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import scipy.sparse.linalg
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, interaction_matrix, session_rows
+from movierec.models.core.memory import cooccurrence_pairs, csr_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.ranking.item_item import DenseItemItem
 
@@ -63,10 +66,13 @@ class GFCF(DenseItemItem):
             module docstring).
         min_rating, weighting: the shared interaction hyperparameters
             (`movierec.models.core.interactions`).
-        max_items: the largest catalog (movies in training) the dense n_items^2 matrices may cover.
+        max_items: the most movies W covers (int >= 1); with more in training, W is learned on the
+            ``max_items`` most-rated ones and the rest are scored below them by popularity
+            (`movierec.models.ranking.item_item`).
 
-    Fitted attributes: ``weights_`` (n_items, n_items) float64 W (row j: how much interacting with
-    movie index j raises each movie's score).
+    Fitted attributes: ``weights_`` (n, n) float64 W (row j: how much interacting with kept movie j
+    raises each kept movie's score), ``kept_`` and ``fallback_`` (see `DenseItemItem`; None unless
+    the catalog exceeds ``max_items``).
 
     Defaults: factors 64 and ideal_weight 0.3 were best alone on three validation carve-outs of
     ml100k-strat75's training part (validation NDCG@10 0.235; 128 / 256 factors and weight 1.0
@@ -85,7 +91,7 @@ class GFCF(DenseItemItem):
         session_weight: float = 0.3,
         min_rating: float = 0.0,
         weighting: str = "binary",
-        max_items: int = 20_000,
+        max_items: int = 16_000,
     ) -> None:
         self.factors = factors
         self.ideal_weight = ideal_weight
@@ -105,7 +111,6 @@ class GFCF(DenseItemItem):
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        self._check_size()
         interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
         graph = interactions
         if self.session_weight > 0 and train.timestamp is not None:
@@ -113,9 +118,21 @@ class GFCF(DenseItemItem):
             sessions = session_rows(train, self.session_gap, self.min_rating, self.weighting)
             graph = sp.vstack([sp.csr_matrix(interactions, dtype=np.float64),
                                float(self.session_weight) * sessions]).tocsr()
+        # the kept movies are chosen by the users' interactions alone, sessions restricted to them
+        self._select_items(interactions)
+        if self.kept_ is not None:
+            graph = sp.csr_matrix(graph)[:, self.kept_]
         self.weights_ = gfcf_filter(graph, self.factors, self.ideal_weight)
         if callback is not None:
-            callback("solve", {"items": self.seen_.shape[1]})
+            callback("solve", {"items": graph.shape[1]})
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Quadratic in movies: the dense float64 linear filter, the ideal low-pass term and their
+        sum (three n^2), and the sparse co-occurrence product before densifying."""
+        n = min(n_items, int(self.max_items))
+        dense = 8 * n * n * (3 if self.ideal_weight > 0 else 1)
+        return int(dense + 12 * cooccurrence_pairs(n_users, n, n_ratings)
+                   + 4 * csr_bytes(n_users, n_ratings) + 3 * 8 * n * int(self.factors))
 
 
 def gfcf_filter(interactions: sp.spmatrix, factors: int, ideal_weight: float) -> np.ndarray:

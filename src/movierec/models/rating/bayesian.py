@@ -69,6 +69,7 @@ import torch
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
+from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import resolve_device, torch_threads
 
@@ -165,6 +166,13 @@ class BayesianMF(Recommender):
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         with torch_threads(self.threads):
             self._sample(train, valid, callback)
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The kept draws ((users + 2 x movies) x samples x (factors + 1), float32), the ratings as
+        tensors with running prediction sums, and the current factors."""
+        width = int(self.factors) + 1
+        tables = n_users + n_items * (2 if self.implicit in ("both", "user") else 1)
+        return int(TORCH_BYTES + 48 * n_ratings + 4 * tables * width * (int(self.samples) + 4))
 
     def _sample(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)

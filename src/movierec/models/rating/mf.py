@@ -46,6 +46,7 @@ from torch import nn
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     OPTIMIZERS,
@@ -371,3 +372,10 @@ class BiasedMFSGD(GradientMF):
         self._train(module, batch_loss, rows, sse, valid_tensors(self, valid, device), valid_rmse,
                     generator, callback)
         self._keep(module, train)
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Ratings as torch tensors with an epoch's shuffled copy, and the factor tables with their
+        gradients and optimizer state."""
+        width = int(self.factors) + 1
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 48 * n_ratings
+                   + trained_table_bytes(n_users + n_items, width))
