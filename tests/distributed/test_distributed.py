@@ -235,3 +235,18 @@ def test_an_unreachable_rendezvous_stops_in_one_line_after_the_timeout(small):
     alone = launch(args, ranks=[1])  # rank 0 never comes: nothing listens at MASTER_PORT
     assert alone[0].code == 2
     one_error_line(alone[0].err, "rendezvous at 127.0.0.1:", "not complete within 3 s as rank 1 of 2")
+
+
+def test_python_dash_m_movierec_is_the_command():
+    import os
+    import subprocess
+    import sys
+
+    from movierec import __version__
+
+    from .launch import SRC
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "movierec", "--version"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, f"movierec {__version__}")
