@@ -193,16 +193,12 @@ class TextFormat:
         return self.sep, [f"f{i}" for i in range(self.fields)], dict(self.positions)
 
 
-def _check_batch_bounds(
-    values: np.ndarray, role: str, scale: tuple[float, float] | None
-) -> np.ndarray | None:
-    """Row mask of values that break the rules of ``role`` (None when all are fine)."""
-    if role == "rating":
-        bad = ~np.isfinite(values)
-        if scale is not None:
-            bad |= (values < scale[0]) | (values > scale[1])
-        return bad if bad.any() else None
-    return None
+def _bad_ratings(values: np.ndarray, scale: tuple[float, float] | None) -> np.ndarray | None:
+    """Row mask of ratings that are not finite or off ``scale`` (None when all are fine)."""
+    bad = ~np.isfinite(values)
+    if scale is not None:
+        bad |= (values < scale[0]) | (values > scale[1])
+    return bad if bad.any() else None
 
 
 def _describe_rating_problem(value: float, scale: tuple[float, float] | None) -> str:
@@ -582,7 +578,7 @@ def ratings_from_batches(
                 if values.dtype.kind not in "fiu":
                     raise DataError(f"{label}: the rating column holds {column.type}, not numbers")
                 values = values.astype(np.float64, copy=False)
-                bad = _check_batch_bounds(values, "rating", scale)
+                bad = _bad_ratings(values, scale)
                 if bad is not None:
                     first = int(np.flatnonzero(bad)[0])
                     fail(rows + first, _describe_rating_problem(float(values[first]), scale))
