@@ -147,7 +147,10 @@ def test_row_estimate_too_small_grows_the_columns(monkeypatch: pytest.MonkeyPatc
     frame = random_frame(5_000, seed=2)
     data = csv_bytes(frame)
     monkeypatch.setattr(stream, "_BLOCK", 2048)
-    got = read_ratings_text(lambda: io.BytesIO(data), _CSV, label="r.csv", size=100)
+    assert stream._count_rows(lambda: io.BytesIO(data), header=True) == 5_000
+    assert stream._count_rows(lambda: io.BytesIO(data.rstrip(b"\n")), header=True) == 5_000
+    monkeypatch.setattr(stream, "_count_rows", lambda opener, header: 10)
+    got = read_ratings_text(lambda: io.BytesIO(data), _CSV, label="r.csv")
     assert got.fingerprint() == Ratings.from_frame(frame, scale=got.scale).fingerprint()
 
 

@@ -394,9 +394,10 @@ class Ratings:
                 for start in range(0, len(index), step):
                     block = vocab.ids[index[start : start + step]]
                     digest.update(np.ascontiguousarray(block).tobytes())
-            digest.update(self.rating.tobytes())
+            # the columns' own memory, not a copy (tobytes would double a 32M-row column)
+            digest.update(memoryview(self.rating).cast("B"))
             if self.timestamp is not None:
-                digest.update(self.timestamp.tobytes())
+                digest.update(memoryview(self.timestamp).cast("B"))
             digest.update(repr(self.scale).encode())
             self._cache["fingerprint"] = digest.hexdigest()
         return self._cache["fingerprint"]
