@@ -22,6 +22,7 @@ from movierec.errors import ConfigError, MemoryLimitError
 
 __all__ = [
     "AUTOGRAD_BYTES",
+    "JIT_BYTES",
     "TORCH_BYTES",
     "available_memory",
     "check_fit_memory",
@@ -40,6 +41,9 @@ _MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*")
 #: What a torch fit touches before its own tensors: kernels' first use, thread pools, allocator
 #: pools (measured 45-55 MB above the pre-fit RSS for the ALS models on ml-latest-small).
 TORCH_BYTES = 50 * 10**6
+#: What compiling a numba kernel takes on its first use in a process (LLVM): iALS's CPU solver
+#: measured 140 MB above the pre-fit RSS on ml-latest-small, against 56 MB before it was compiled.
+JIT_BYTES = 80 * 10**6
 
 
 def parse_memory(text: str) -> int:
@@ -101,10 +105,11 @@ def factor_fit_bytes(n_users: int, n_items: int, n_ratings: int, factors: int = 
     """An iALS fit (`movierec.models.ranking.ials`), linear in everything: the confidences (with
     session rows, at most one entry a rating and ~8 ratings a session) by user and by movie as CSR
     with value buffers (56 bytes an entry), and float32 factors with a copy (the CPU's compiled
-    solver works row by row; on CUDA the conjugate-gradient workspaces live on the device)."""
+    solver works row by row; on CUDA the conjugate-gradient workspaces live on the device), and the
+    compiler of that solver on its first use (`JIT_BYTES`)."""
     entries = n_ratings * (2 if sessions else 1)
     rows = n_users + (n_ratings // 8 if sessions else 0)
-    return int(TORCH_BYTES + 56 * entries + 2 * 4 * int(factors) * (rows + n_items))
+    return int(TORCH_BYTES + JIT_BYTES + 56 * entries + 2 * 4 * int(factors) * (rows + n_items))
 
 
 def check_fit_memory(model: Any, n_users: int, n_items: int, n_ratings: int,
