@@ -16,8 +16,10 @@ counts as a lost write.
 The model is trained here on synthetic data (600 users, 1,500 movies, 60,000 ratings) unless
 ``--model-dir`` names one. The server runs with the rate limits off (``MOVIEREC_RATE_LIMITS=off``:
 every client comes from one address; ``--with-limits`` keeps the defaults, and 429s are then
-expected and counted). Memory: the resident set of the server (all its processes) after a warm-up,
-then every 10 s; "end" is the last sample before the stop. Figures from a shared, loaded 2-core
+expected and counted). The server caches up to 10,000 answers (``--cache-size``), each keyed by the
+profile's ratings: memory grows until the cache is full, then levels off. Memory: the resident set
+of the server (all its processes) after a warm-up, then every 10 s; "end" is the last sample before
+the stop. Figures from a shared, loaded 2-core
 machine say little about speed: this measures errors, durability and memory growth.
 """
 
@@ -60,12 +62,15 @@ def _train(folder: Path) -> None:
 class Server:
     """`movierec serve` in its own process group (the CLI, as a user starts it)."""
 
-    def __init__(self, model_dir: Path, database_url: str, workers: int, limits: bool, log: Path) -> None:
+    def __init__(self, model_dir: Path, database_url: str, workers: int, limits: bool, log: Path,
+                 cache_size: int | None = None) -> None:
         self.port = _free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
                "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         if not limits:
             env["MOVIEREC_RATE_LIMITS"] = "off"
+        if cache_size is not None:
+            env["MOVIEREC_CACHE_SIZE"] = str(cache_size)
         command = [sys.executable, "-c", "from movierec.cli import main; main()", "serve", "--model-dir",
                    str(model_dir), "--port", str(self.port), "--database-url", database_url,
                    "--workers", str(workers)]
@@ -114,6 +119,7 @@ class Tally:
         self.statuses: dict[int, int] = {}
         self.failures = 0  # no answer at all (connection reset, timeout)
         self.acknowledged = 0
+        self.fold_ins = 0  # profile recommendation reads: each after a change is a new cache entry
         # profile id -> {movie: rating (None: removed)}: the last acknowledged state
         self.expected: dict[str, dict[int, float | None]] = {}
         self.tokens: dict[str, str] = {}
@@ -156,6 +162,7 @@ async def _client(base: str, number: int, movies: list[int], users: list[str], s
                         tally.acknowledged += 1
                 elif roll < 0.8:
                     answer = await http.get(f"/api/profiles/{profile}/recommendations?k=10", headers=auth)
+                    tally.fold_ins += 1
                 elif roll < 0.85:
                     answer = await http.get(f"/api/profiles/{profile}", headers=auth)
                 elif roll < 0.95:
@@ -225,6 +232,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help="serve this model instead of training one")
     parser.add_argument("--database-url", help="the store (default: a fresh SQLite file)")
     parser.add_argument("--with-limits", action="store_true", help="keep the default rate limits on")
+    parser.add_argument("--cache-size", type=int, help="answers the server caches (default: its own, "
+                        "10,000); a smaller cache fills sooner, so memory levels off sooner")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="movierec-soak-") as temp:
         folder = args.model_dir or Path(temp) / "model"
@@ -232,7 +241,7 @@ def main() -> None:
             _train(folder)
         database_url = args.database_url or f"sqlite:///{Path(temp) / 'soak.sqlite3'}"
         log = Path(temp) / "server.log"
-        server = Server(folder, database_url, args.workers, args.with_limits, log)
+        server = Server(folder, database_url, args.workers, args.with_limits, log, args.cache_size)
         tally, memory = Tally(), []
         try:
             server.wait_ready()
@@ -265,6 +274,8 @@ def main() -> None:
         print(f"writes acknowledged {tally.acknowledged:,}; (profile, movie) states checked after a restart "
               f"{checked:,}; lost {lost}")
         if mib:
+            print(f"profile recommendation reads {tally.fold_ins:,} (the answer cache keeps "
+                  f"{args.cache_size if args.cache_size is not None else 10_000:,})")
             print(f"server RSS MiB: start {mib[0]:.0f} (at {memory[0][0]:.0f} s), max {max(mib):.0f}, "
                   f"end {mib[-1]:.0f} (at {memory[-1][0]:.0f} s); every sample: "
                   + " ".join(f"{m:.0f}" for m in mib))

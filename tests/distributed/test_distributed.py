@@ -10,6 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from movierec import __version__
 from movierec.artifacts import load_model
 from movierec.cli import app
 from movierec.data.synth import synthesize
@@ -35,7 +39,7 @@ from movierec.models.core.interactions import interaction_matrix, session_rows
 from movierec.models.ranking.ials import ImplicitALS
 from movierec.models.rating.als import BiasedMFALS
 
-from .launch import launch
+from .launch import SRC, launch
 
 
 @pytest.fixture(autouse=True)
@@ -235,3 +239,10 @@ def test_an_unreachable_rendezvous_stops_in_one_line_after_the_timeout(small):
     alone = launch(args, ranks=[1])  # rank 0 never comes: nothing listens at MASTER_PORT
     assert alone[0].code == 2
     one_error_line(alone[0].err, "rendezvous at 127.0.0.1:", "not complete within 3 s as rank 1 of 2")
+
+
+def test_python_dash_m_movierec_is_the_command():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "movierec", "--version"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, f"movierec {__version__}")

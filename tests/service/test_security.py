@@ -145,12 +145,13 @@ def test_limits_can_be_turned_off(model_dir: Path, monkeypatch: pytest.MonkeyPat
 def test_limits_come_from_the_environment(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for variable, value in [("MOVIEREC_REQUESTS_PER_SECOND", "7.5"), ("MOVIEREC_REQUEST_BURST", "9"),
                             ("MOVIEREC_PROFILE_WRITES_PER_SECOND", "0"), ("MOVIEREC_PROFILES_PER_HOUR", "3"),
-                            ("MOVIEREC_MAX_QUERY_BYTES", "100"),
+                            ("MOVIEREC_MAX_QUERY_BYTES", "100"), ("MOVIEREC_CACHE_SIZE", "7"),
                             ("MOVIEREC_CORS_ORIGINS", "https://a.example.org, http://localhost:3000")]:
         monkeypatch.setenv(variable, value)
     settings = Settings.from_env(model_dir)
     assert (settings.requests_per_second, settings.request_burst, settings.profile_writes_per_second,
-            settings.profiles_per_hour, settings.max_query_bytes) == (7.5, 9, 0.0, 3, 100)
+            settings.profiles_per_hour, settings.max_query_bytes,
+            settings.cache_size) == (7.5, 9, 0.0, 3, 100, 7)
     assert settings.cors_origins == ("https://a.example.org", "http://localhost:3000")
     assert Settings.from_json(settings.to_json()) == settings  # as workers receive them
     monkeypatch.setenv("MOVIEREC_REQUEST_BURST", "lots")

@@ -10,6 +10,7 @@
   ``MOVIEREC_PROFILE_WRITES_PER_SECOND`` (10, burst twice that) per profile,
   ``MOVIEREC_PROFILES_PER_HOUR`` (20, all at once at most) profile creations per client address;
   ``MOVIEREC_RATE_LIMITS=off`` turns them all off (a benchmark, or a proxy that limits already);
+- ``MOVIEREC_MAX_QUERY_BYTES`` (2048) and ``MOVIEREC_CACHE_SIZE`` (10000 answers per served model);
 - ``MOVIEREC_CORS_ORIGINS``: comma-separated origins (``https://app.example.org``) whose scripts may
   call the API; unset (the default) sends no CORS headers at all.
 """
@@ -36,6 +37,7 @@ _LIMIT_VARIABLES: dict[str, tuple[str, type]] = {
     "profile_writes_per_second": ("MOVIEREC_PROFILE_WRITES_PER_SECOND", float),
     "profiles_per_hour": ("MOVIEREC_PROFILES_PER_HOUR", int),
     "max_query_bytes": ("MOVIEREC_MAX_QUERY_BYTES", int),
+    "cache_size": ("MOVIEREC_CACHE_SIZE", int),
 }
 
 
