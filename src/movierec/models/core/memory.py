@@ -22,6 +22,7 @@ from movierec.errors import ConfigError, MemoryLimitError
 
 __all__ = [
     "AUTOGRAD_BYTES",
+    "JIT_BYTES",
     "TORCH_BYTES",
     "available_memory",
     "check_fit_memory",
@@ -36,6 +37,13 @@ __all__ = [
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
           "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*")
+
+#: What a torch fit touches before its own tensors: kernels' first use, thread pools, allocator
+#: pools (measured 45-55 MB above the pre-fit RSS for the ALS models on ml-latest-small).
+TORCH_BYTES = 50 * 10**6
+#: What compiling a numba kernel takes on its first use in a process (LLVM): iALS's CPU solver
+#: measured 140 MB above the pre-fit RSS on ml-latest-small, against 56 MB before it was compiled.
+JIT_BYTES = 80 * 10**6
 
 
 def parse_memory(text: str) -> int:
@@ -92,12 +100,16 @@ def cooccurrence_pairs(n_users: int, n_items: int, n_ratings: int) -> int:
     return int(min(float(n_items) ** 2, float(n_ratings) ** 2 / max(n_users, 1)))
 
 
-def factor_fit_bytes(n_users: int, n_items: int, n_ratings: int, factors: int) -> int:
-    """A linear factor model fit such as iALS: float64 interactions by user and by movie (each 12 B
-    a rating plus a float32 copy), and float32 user and movie factors with as much again of solver
-    state."""
-    return int(2 * csr_bytes(n_users, n_ratings) + 8 * n_ratings
-               + 2 * 4 * (n_users + n_items) * factors)
+def factor_fit_bytes(n_users: int, n_items: int, n_ratings: int, factors: int = 64,
+                     sessions: bool = True) -> int:
+    """An iALS fit (`movierec.models.ranking.ials`), linear in everything: the confidences (with
+    session rows, at most one entry a rating and ~8 ratings a session) by user and by movie as CSR
+    with value buffers (56 bytes an entry), and float32 factors with a copy (the CPU's compiled
+    solver works row by row; on CUDA the conjugate-gradient workspaces live on the device), and the
+    compiler of that solver on its first use (`JIT_BYTES`)."""
+    entries = n_ratings * (2 if sessions else 1)
+    rows = n_users + (n_ratings // 8 if sessions else 0)
+    return int(TORCH_BYTES + JIT_BYTES + 56 * entries + 2 * 4 * int(factors) * (rows + n_items))
 
 
 def check_fit_memory(model: Any, n_users: int, n_items: int, n_ratings: int,
@@ -144,7 +156,7 @@ def _advice(model: Any, n_users: int, n_items: int, n_ratings: int, limit: int) 
                 high = middle - 1
         if low >= 1:
             options.append(f"max_items={low:,}")
-    ials = factor_fit_bytes(n_users, n_items, n_ratings, 64)
+    ials = factor_fit_bytes(n_users, n_items, n_ratings)  # ials' defaults
     if getattr(model, "name", "") != "ials" and ials <= limit:
         options.append(f"ials (~{format_bytes(ials)})")
     if not options:
@@ -152,10 +164,6 @@ def _advice(model: Any, n_users: int, n_items: int, n_ratings: int, limit: int) 
                 "(--max-memory)")
     return "use " + " or ".join(options) + ", or raise the limit (--max-memory)"
 
-
-#: What a torch fit touches before its own tensors: kernels' first use, thread pools, allocator
-#: pools (measured 45-55 MB above the pre-fit RSS for the ALS models on ml-latest-small).
-TORCH_BYTES = 50 * 10**6
 
 
 def trained_table_bytes(rows: int, width: int, copies: int = 4) -> int:

@@ -40,7 +40,7 @@ import torch
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, session_rows
-from movierec.models.core.memory import TORCH_BYTES
+from movierec.models.core.memory import factor_fit_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch, resolve_device
 from movierec.models.ranking import ials_cpu
@@ -289,11 +289,10 @@ class ImplicitALS(ImplicitFactors):
 
     def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         """Linear: the confidences (with session rows: about twice the ratings) by user and by movie
-        as torch CSR with value buffers, float32 factors and the conjugate-gradient workspaces."""
-        sessions = self.session_weight > 0  # at most one session entry a rating, ~8 ratings a session
-        entries = n_ratings * (2 if sessions else 1)
-        rows = n_users + (n_ratings // 8 if sessions else 0)
-        return int(TORCH_BYTES + 56 * entries + 5 * 4 * int(self.factors) * (rows + n_items))
+        as torch CSR with value buffers, and float32 factors
+        (`movierec.models.core.memory.factor_fit_bytes`)."""
+        return factor_fit_bytes(n_users, n_items, n_ratings, int(self.factors),
+                                sessions=self.session_weight > 0)
 
     def _user_solution(self, item_index: np.ndarray, ratings: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
