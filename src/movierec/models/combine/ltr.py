@@ -299,7 +299,7 @@ class LearnedBlend(Recommender):
         min_rating: float = 0.0,
         weighting: str = "binary",
         random_state: int = 0,
-        max_items: int = 4_000,
+        max_items: int = 3_000,
     ) -> None:
         self.members = members
         self.weights = weights
