@@ -13,7 +13,7 @@ import pytest
 
 from movierec.artifacts import FORMAT, load_model, save_model
 from movierec.data.dataset import Catalog, Ratings
-from movierec.errors import DataError, NotFittedError, UnknownIdError
+from movierec.errors import DataError, IntegrityError, NotFittedError, UnknownIdError
 from movierec.models.rating.bias import BiasRecommender
 
 
@@ -309,3 +309,183 @@ class TestSave:
         a = load_model(tmp_path / "a").model.predict([1, 3], [40, 10])
         b = load_model(tmp_path / "b").model.predict([1, 3], [40, 10])
         assert not np.allclose(a, b)
+
+
+# -- integrity: tampered and forged folders ------------------------------------------------------
+def reseal(folder: Path) -> None:
+    """What a forger does after tampering: recompute the manifest's checksums and tensor list."""
+    from safetensors import safe_open
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {name: sha256(folder / name) for name in manifest["files"]}
+    dtypes = {"F64": "float64", "F32": "float32", "I64": "int64", "I32": "int32"}
+    with safe_open(str(folder / "model.safetensors"), "numpy") as handle:
+        manifest["tensors"] = {key: {"dtype": dtypes[handle.get_slice(key).get_dtype()],
+                                     "shape": list(handle.get_slice(key).get_shape())}
+                               for key in handle.keys()}  # noqa: SIM118
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def rewrite(folder: Path, **changes: np.ndarray) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors.update(changes)
+    save_file(tensors, str(folder / "model.safetensors"))
+    reseal(folder)
+
+
+def tensors_of(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+class TestIntegrity:
+    def test_manifest_lists_every_tensor_and_stores_answers(self, tmp_path: Path) -> None:
+        model = fitted()
+        path = save_model(model, tmp_path / "art")
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["format_version"] == 2
+        assert manifest["tensors"] == {name: {"dtype": str(a.dtype), "shape": list(a.shape)}
+                                       for name, a in sorted(tensors_of(path).items())}
+        assert manifest["tensors"]["state.user_bias"] == {"dtype": "float64", "shape": [4]}
+        answers = manifest["answers"]
+        # the first and last user and movie are among the pairs; the numbers are the model's
+        assert {1, 4} <= set(answers["users"]) and {10, 50} <= set(answers["items"])
+        np.testing.assert_array_equal(answers["predict"], model.predict(answers["users"], answers["items"]))
+        assert answers["top"]["0"]["items"] == model.recommend(1, k=5)["item"].tolist() == [50, 40]
+
+    def test_truncated_tensors_refused(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        data = (path / "model.safetensors").read_bytes()
+        (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+        with pytest.raises(IntegrityError, match=r"model\.safetensors is corrupt \(checksum mismatch\)"):
+            load_model(path)
+
+    def test_truncated_tensors_resealed_refused(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        data = (path / "model.safetensors").read_bytes()
+        (path / "model.safetensors").write_bytes(data[: len(data) - 8])
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["files"]["model.safetensors"] = sha256(path / "model.safetensors")
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(IntegrityError, match=r"cannot read model\.safetensors"):
+            load_model(path)
+
+    def test_forged_user_array_cut_short(self, tmp_path: Path) -> None:
+        # the issue's example forgery: a truncated user array, the manifest's checksums recomputed
+        path = save_model(fitted(), tmp_path / "art")
+        rewrite(path, **{"state.user_bias": tensors_of(path)["state.user_bias"][:3].copy()})
+        with pytest.raises(IntegrityError, match=r"state\.user_bias has 3 rows, expected 4 \(one per user\)"):
+            load_model(path)
+
+    def test_forged_vocabulary_cut_short(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        rewrite(path, **{"vocab.users": np.array([1, 2, 3], dtype=np.int64)})
+        with pytest.raises(IntegrityError, match="3 users and 5 movies, the manifest says 4 and 5"):
+            load_model(path)
+
+    def test_forged_rating_index_out_of_range(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        indices = tensors_of(path)["seen.indices"].copy()
+        indices[0] = 7
+        rewrite(path, **{"seen.indices": indices})
+        with pytest.raises(IntegrityError, match=r"seen\.indices holds movie indices outside 0\.\.4"):
+            load_model(path)
+
+    def test_forged_nan_refused(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        bias = tensors_of(path)["state.item_bias"].copy()
+        bias[2] = np.nan
+        rewrite(path, **{"state.item_bias": bias})
+        with pytest.raises(IntegrityError, match=r"state\.item_bias holds NaN"):
+            load_model(path)
+
+    def test_swapped_tensors_refused_even_resealed(self, tmp_path: Path) -> None:
+        # two models of the same shapes: every structural check passes; the stored answers do not
+        a = save_model(fitted(reg_user=0.0), tmp_path / "a")
+        b = save_model(fitted(reg_user=50.0), tmp_path / "b")
+        (a / "model.safetensors").write_bytes((b / "model.safetensors").read_bytes())
+        with pytest.raises(IntegrityError, match="checksum mismatch"):
+            load_model(a)
+        reseal(a)
+        with pytest.raises(IntegrityError, match="does not give the answers stored with it"):
+            load_model(a)
+
+    def test_one_value_changed_resealed_refused(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        bias = tensors_of(path)["state.item_bias"].copy()
+        bias[4] += 0.5  # movie 50: in user 1's top list and among the stored pairs
+        rewrite(path, **{"state.item_bias": bias})
+        with pytest.raises(IntegrityError, match="does not give the answers stored with it"):
+            load_model(path)
+
+    @pytest.mark.parametrize(("change", "message"), [
+        (lambda m: m["tensors"]["seen.data"].update(shape=[3]), r"tensor seen\.data is F32 \[10\]"),
+        (lambda m: m["tensors"]["seen.data"].update(dtype="float64"), r"tensor seen\.data is F32"),
+        (lambda m: m["tensors"].pop("state.item_bias"), "does not hold the tensors its manifest lists"),
+        (lambda m: m.pop("tensors"), "the manifest lists no tensors"),
+        (lambda m: m["files"].pop("model.safetensors"), r"lists no model\.safetensors"),
+        (lambda m: m["files"].update({"../outside": "0" * 64}), "unknown file '../outside'"),
+        (lambda m: m["shape"].update(ratings=9), "the manifest says 9"),
+        (lambda m: m["answers"]["predict"].__setitem__(0, 1.0), "does not give the answers"),
+        (lambda m: m.pop("answers"), "does not give the answers"),
+        (lambda m: m["params"].update(reg_user=-1.0), "reg_user"),
+    ])
+    def test_manifest_that_does_not_match_refused(self, tmp_path: Path, change, message: str) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        manifest = json.loads((path / "manifest.json").read_text())
+        change(manifest)
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(DataError, match=message) as raised:
+            load_model(path)
+        assert "\n" not in str(raised.value)
+
+    def test_unlisted_vocab_json_is_never_read(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        (path / "vocab.json").write_text(json.dumps({"users": ["x"], "items": ["y"]}))
+        assert load_model(path).model.users_.ids.tolist() == [1, 2, 3, 4]
+
+    def test_format_1_folder_loads_and_is_still_checked(self, tmp_path: Path) -> None:
+        path = save_model(fitted(), tmp_path / "art")
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["format_version"] = 1
+        del manifest["tensors"], manifest["answers"]
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        assert load_model(path).model.predict([1], [40]) == pytest.approx(fitted().predict([1], [40]))
+        # the structure is checked whatever the format
+        rewrite(path, **{"state.item_bias": tensors_of(path)["state.item_bias"][:4].copy()})
+        manifest = json.loads((path / "manifest.json").read_text())
+        del manifest["tensors"]
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(IntegrityError, match=r"state\.item_bias has 4 rows, expected 5"):
+            load_model(path)
+
+    def test_cli_refuses_a_forged_folder_with_one_line_and_exit_2(self, tmp_path: Path) -> None:
+        from typer.testing import CliRunner
+
+        from movierec.cli import app
+
+        path = save_model(fitted(), tmp_path / "art")
+        rewrite(path, **{"state.user_bias": tensors_of(path)["state.user_bias"][:3].copy()})
+        result = CliRunner().invoke(app, ["recommend", "--model-dir", str(path), "--user", "1"])
+        assert result.exit_code == 2
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "state.user_bias has 3 rows" in lines[0]
+        assert result.stdout == ""
+
+
+def test_loading_never_unpickles() -> None:
+    """No code path can unpickle: no pickle module, every torch.load restricted to weights, no
+    np.load with allow_pickle."""
+    import re
+
+    source = Path(__file__).resolve().parents[1] / "src" / "movierec"
+    for file in source.rglob("*.py"):
+        text = file.read_text()
+        assert not re.search(r"^\s*(import|from) (c?pickle|dill|joblib|shelve)\b", text, re.M), file
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (file, call)
+        assert "allow_pickle=True" not in text, file
+        assert "pd.read_pickle" not in text, file

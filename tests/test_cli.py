@@ -741,3 +741,25 @@ def test_recommend_all_writes_every_users_top_k(tmp_path: Path) -> None:
     assert summary["rows"] == len(written) and written.groupby("user").size().max() == 4
     assert list(written.columns) == ["user", "rank", "item", "score"]
     assert_bad_input(run("recommend-all", "--model-dir", model, "--out", tmp_path), "is a folder")
+
+
+# -- memory limits ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["train"], ["evaluate"], ["compare", "--models", "bias,ease"],
+                                     ["tune", "--trials", "1"]])
+def test_a_tiny_max_memory_refuses_the_fit_at_once(command: list[str], cache: Path, mirror: Path,
+                                                    tmp_path: Path) -> None:
+    model = [] if command[0] == "compare" else ["--model", "ease"]
+    out = ["--out", tmp_path / "m"] if command[0] == "train" else []
+    line = assert_bad_input(run(*command, "ml-100k", *model, *out, "--split", "u1", "--data-dir", cache,
+                                "--mirror", mirror, "--max-memory", "1MB"),
+                            "needs ~", "above the 1.0 MB memory limit", "use ")
+    assert "bias needs" in line if command[0] == "compare" else "ease needs" in line
+    assert not (tmp_path / "m").exists()  # nothing written
+
+
+@pytest.mark.parametrize("value", ["lots", "4XB", "0", "-1GB"])
+def test_a_bad_max_memory_exits_2_before_loading_data(value: str, tmp_path: Path) -> None:
+    assert_bad_input(run("evaluate", "ml-100k", "--data-dir", tmp_path / "empty", "--mirror",
+                         tmp_path / "nowhere", "--max-memory", value),
+                     "--max-memory: memory must be a positive size", repr(value))
+    assert not (tmp_path / "empty").exists()

@@ -89,6 +89,24 @@ ParamOpt = Annotated[
 ]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Length of recommendation lists.", min=1)]
 PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write a figure to this .png file.")]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option("--max-memory", help="Memory a fit may take, e.g. 4GB or 512MB: a model whose "
+                 "estimate is larger is refused before it starts (default: what the machine has "
+                 "available)."),
+]
+
+
+def _max_memory(text: str | None) -> int | None:
+    """``--max-memory`` in bytes (None: the machine's available memory, decided at each fit)."""
+    if text is None:
+        return None
+    from movierec.models.core.memory import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ConfigError as exc:
+        raise ConfigError(f"--max-memory: {exc}") from None
 
 
 def _check_png(path: Path | None) -> None:
@@ -346,7 +364,19 @@ def data_synth(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate MovieLens-shaped synthetic data (ratings.parquet + movies.csv, optionally a zip)."""
+    """Generate MovieLens-shaped synthetic data (ratings.parquet + movies.csv, optionally a zip).
+
+    The shape: movie popularity is Zipf-like, weight (rank + 30)^-1.4 (a long tail: the top 10%
+    of movies take about half the ratings); users get at least min(20, ratings/users) ratings
+    each, the rest in proportion to a lognormal(0, 1.2) activity, at most half the movies; each
+    user mixes mainstream picks with three favourite genres; ratings follow ml-latest-small's
+    histogram (mean about 3.5, 4 the most common; ml-100k's with --scale 1-5); timestamps span
+    1996-2023. The same --seed gives the same files.
+
+    Generated in blocks of about 2 million ratings, so memory stays near the final columns
+    (about 20 bytes a rating): the ml-32m stand-in, --users 200000 --items 87000 --ratings
+    32000000, takes about 1 GB and well under a minute.
+    """
     from movierec.data.archives import write_archive
     from movierec.data.registry import get_variant
     from movierec.data.synth import synthesize
@@ -379,6 +409,31 @@ def data_synth(
         out.print(f"  {path}")
 
 
+def _write_ratings_parquet(ratings: Any, path: Path, chunk: int = 1 << 22) -> None:
+    """userId, movieId (raw ids), rating[, timestamp] as Parquet, one row group per ``chunk`` rows:
+    a whole frame of raw ids would double the memory of a 32M-rating set."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users, items = ratings.users.ids, ratings.items.ids
+    writer = None
+    try:
+        for lo in range(0, len(ratings), chunk):
+            hi = min(lo + chunk, len(ratings))
+            columns = {"userId": np.take(users, ratings.user_index[lo:hi]),
+                       "movieId": np.take(items, ratings.item_index[lo:hi]),
+                       "rating": ratings.rating[lo:hi]}
+            if ratings.timestamp is not None:
+                columns["timestamp"] = ratings.timestamp[lo:hi]
+            table = pa.table(columns)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 @contextmanager
 def _nullcontext() -> Iterator[None]:
     yield
@@ -388,9 +443,8 @@ def _write_own_files(dataset: Any, folder: Path) -> list[Path]:
     """ratings.parquet + movies.csv: the form `movierec train FILE --movies FILE` reads."""
     ratings_path = folder / "ratings.parquet"
     movies_path = folder / "movies.csv"
-    frame = dataset.ratings.to_frame().rename(columns={"user": "userId", "item": "movieId"})
     with atomic_file(ratings_path) as temp:
-        frame.to_parquet(temp, index=False)
+        _write_ratings_parquet(dataset.ratings, temp)
     catalog = dataset.catalog.frame
     titles = [f"{t} ({int(y)})" if not pd.isna(y) else t
               for t, y in zip(catalog["title"], catalog["year"], strict=True)]
@@ -414,8 +468,77 @@ SplitOpt = Annotated[
 ]
 
 
-def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = None
-         ) -> tuple[float, list[dict[str, Any]]]:
+DistributedOpt = Annotated[
+    bool,
+    typer.Option("--distributed", help="Train across the processes of a torchrun launch (gloo on CPUs, "
+                 "NCCL on GPUs): torchrun --nproc-per-node N -m movierec ... --distributed. Rank 0 "
+                 "evaluates and writes the model (see docs/distributed.md)."),
+]
+DistTimeoutOpt = Annotated[
+    float,
+    typer.Option("--dist-timeout", min=1.0, help="With --distributed: seconds to wait for the other "
+                 "processes, at the rendezvous and at every exchange."),
+]
+
+
+def _join(distributed: bool, timeout: float, model_name: str) -> Any:
+    """With --distributed, this process's `movierec.distributed.Group` (left at exit); else None."""
+    if not distributed:
+        return None
+    import atexit
+
+    from movierec.distributed import check_covered, join_group, leave_group
+
+    check_covered(model_name)  # refuse before waiting for anyone
+    with _native_stderr_muted(not logging.getLogger().isEnabledFor(logging.INFO)):
+        group = join_group(timeout)
+    atexit.register(leave_group)
+    return group
+
+
+@contextmanager
+def _native_stderr_muted(mute: bool) -> Iterator[None]:
+    """Hide what torch's C++ layer writes straight to file descriptor 2 while it waits at the
+    rendezvous (every retry, with a stack dump): a failure becomes one line of ours instead;
+    --verbose shows it all."""
+    if not mute:
+        yield
+        return
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _load_for(group: Any, name: str, mirror: str | None, data_dir: Path | None,
+              movies: Path | None, quiet: bool) -> Any:
+    """`_load`; in a distributed run rank 0 first (it fills the cache), then the other ranks."""
+    if group is None:
+        return _load(name, mirror, data_dir, movies, quiet)
+    from movierec.distributed import main_first
+
+    return main_first(group, "loading the data", lambda: _load(name, mirror, data_dir, movies, quiet))
+
+
+def _check_same_job(group: Any, model: Any, train: Any, *job: Any) -> None:
+    if group is not None:
+        from movierec.distributed import same_everywhere
+
+        same_everywhere(group, "command", (model.name, model.get_params(), *job))
+        same_everywhere(group, "training data", train.fingerprint())
+
+
+def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = None,
+         max_memory: int | None = None, group: Any = None) -> tuple[float, list[dict[str, Any]]]:
     """Fit with an epoch progress bar; return (seconds, history).
 
     ``valid`` is shown to the model for per-epoch validation figures (learning curves); models
@@ -438,7 +561,13 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = 
                                 note=note)
 
         start = time.perf_counter()
-        model.fit(train, valid=valid, callback=callback, catalog=catalog)
+        if group is None:
+            model.fit(train, valid=valid, callback=callback, catalog=catalog, max_memory=max_memory)
+        else:
+            from movierec.distributed import fit_distributed
+
+            # each rank holds a shard: the whole-data estimate would refuse runs that fit
+            fit_distributed(model, train, group, valid=valid, callback=callback, catalog=catalog)
     return time.perf_counter() - start, history
 
 
@@ -465,6 +594,9 @@ def train_command(
     data_dir: DataDirOpt = None,
     movies: MoviesOpt = None,
     plot: PlotOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    distributed: DistributedOpt = False,
+    dist_timeout: DistTimeoutOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
@@ -475,14 +607,21 @@ def train_command(
 
     model = create_model(model_name, **parse_params(model_name, param or []))
     _check_png(plot)
-    dataset = _load(name, mirror, data_dir, movies, as_json)
+    limit = _max_memory(max_memory)
+    group = _join(distributed, dist_timeout, model_name)
+    helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
+    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
     if split.strip().lower() == "none":
         train, split_obj = dataset.ratings, None
     else:
         split_obj = make_split(dataset, split)
         train = split_obj.train
-    seconds, history = _fit(model, train, as_json, valid=split_obj.test if split_obj else None,
-                            catalog=dataset.catalog)
+    _check_same_job(group, model, train, dataset.name, split, k)
+    seconds, history = _fit(model, train, as_json or helper,
+                            valid=split_obj.test if split_obj else None, catalog=dataset.catalog,
+                            max_memory=limit, group=group)
+    if helper:
+        return
     metrics: dict[str, float] = {}
     if split_obj is not None:
         metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
@@ -531,6 +670,9 @@ def evaluate_command(
     per_user: Annotated[
         Path | None, typer.Option("--per-user", help="Write per-user metrics to this CSV file.")
     ] = None,
+    max_memory: MaxMemoryOpt = None,
+    distributed: DistributedOpt = False,
+    dist_timeout: DistTimeoutOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on a split's train part and report rating and top-N metrics on its test part."""
@@ -539,9 +681,16 @@ def evaluate_command(
     from movierec.models.registry import create_model, parse_params
 
     model = create_model(model_name, **parse_params(model_name, param or []))
-    dataset = _load(name, mirror, data_dir, movies, as_json)
+    limit = _max_memory(max_memory)
+    group = _join(distributed, dist_timeout, model_name)
+    helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
+    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
     split_obj = make_split(dataset, split)
-    seconds, _ = _fit(model, split_obj.train, as_json, catalog=dataset.catalog)
+    _check_same_job(group, model, split_obj.train, dataset.name, split, k)
+    seconds, _ = _fit(model, split_obj.train, as_json or helper, catalog=dataset.catalog,
+                      max_memory=limit, group=group)
+    if helper:
+        return
     report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
     report.timings["fit_s"] = seconds
     if per_user is not None:
@@ -567,11 +716,13 @@ def compare_command(
     data_dir: DataDirOpt = None,
     movies: MoviesOpt = None,
     plot: PlotOpt = None,
+    max_memory: MaxMemoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train several models (default hyperparameters) on one split: a table, optionally a bar chart."""
     from movierec.data.split import make_split
     from movierec.eval.protocol import evaluate
+    from movierec.models.core.memory import check_fit_memory
     from movierec.models.registry import create_model
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -579,11 +730,15 @@ def compare_command(
         raise ConfigError("--models needs at least one model name")
     fresh = {n: create_model(n) for n in names}  # unknown names fail before any data is loaded
     _check_png(plot)
+    limit = _max_memory(max_memory)
     dataset = _load(name, mirror, data_dir, movies, as_json)
     split_obj = make_split(dataset, split)
+    train = split_obj.train
+    for model in fresh.values():  # refuse a model that cannot fit before training the others
+        check_fit_memory(model, train.n_users, train.n_items, len(train), limit)
     results: dict[str, dict[str, float]] = {}
     for model_name, model in fresh.items():
-        seconds, _ = _fit(model, split_obj.train, as_json, catalog=dataset.catalog)
+        seconds, _ = _fit(model, train, as_json, catalog=dataset.catalog, max_memory=limit)
         report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
         results[model_name] = {**report.metrics, "fit_s": seconds}
     if plot is not None:
@@ -626,24 +781,34 @@ def tune_command(
         "--space", help="Search range: reg=1e-3:10:log, factors=16:256:int, similarity=cosine,bm25 "
         "(default: the model's built-in ranges); repeatable.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the search.", min=0)] = 0,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Save the best setting, fitted on the train part, as an artifact folder "
+        "whose manifest records the search (written atomically).")] = None,
     k: KOpt = 10,
     mirror: MirrorOpt = None,
     data_dir: DataDirOpt = None,
     movies: MoviesOpt = None,
+    max_memory: MaxMemoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a model's hyperparameters (optuna TPE) on a validation part carved out of the split's
     train part, then fit the best setting on the whole train part and report it on the test part."""
     from movierec.data.split import make_split
     from movierec.eval.protocol import evaluate
+    from movierec.models.core.memory import check_fit_memory
     from movierec.models.registry import create_model, parse_params
     from movierec.tune import parse_space, tune
 
     fixed = parse_params(model_name, param or [])
     chosen_space = parse_space(model_name, space) if space else None
+    limit = _max_memory(max_memory)
     dataset = _load(name, mirror, data_dir, movies, as_json)
     split_obj = None if split.strip().lower() == "none" else make_split(dataset, split)
     train = dataset.ratings if split_obj is None else split_obj.train
+    # the trials fit on a carve-out of train: the model with the held settings on all of train
+    # bounds them (a trial whose own settings need more fails as a trial)
+    check_fit_memory(create_model(model_name, **fixed), train.n_users, train.n_items, len(train),
+                     limit)
     progress = Progress(TextColumn(f"tuning {model_name}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=err,
                         transient=True, disable=as_json)
@@ -659,14 +824,25 @@ def tune_command(
                       space=chosen_space, fixed_params=fixed, random_state=seed,
                       catalog=dataset.catalog, callback=callback)
     test_metrics: dict[str, float] = {}
-    if split_obj is not None:
+    best = None
+    if split_obj is not None or out_dir is not None:
         best = create_model(model_name, **result.best_params)
-        seconds, _ = _fit(best, split_obj.train, as_json, catalog=dataset.catalog)
+        seconds, history = _fit(best, train, as_json, catalog=dataset.catalog, max_memory=limit)
+    if split_obj is not None:
         test_metrics = {**evaluate(best, split_obj, k=k, catalog=dataset.catalog).metrics,
                         "fit_s": seconds}
+    if out_dir is not None:
+        from movierec.artifacts import save_model
+
+        save_model(best, out_dir, catalog=dataset.catalog, metrics=test_metrics, history=history,
+                   data={"dataset": dataset.name, "split": split_obj.recipe if split_obj else "none",
+                         "fingerprint": train.fingerprint(), "train_ratings": len(train),
+                         "fit_seconds": round(seconds, 4),
+                         "tune": result.to_dict()})
     if as_json:
         _print_json({**result.to_dict(), "test_metrics": test_metrics, "dataset": dataset.name,
-                     "split": split_obj.recipe if split_obj else "none"})
+                     "split": split_obj.recipe if split_obj else "none",
+                     "artifact": str(out_dir) if out_dir else None})
         return
     board = result.leaderboard(10)
     columns = [c for c in board.columns if c not in ("state",)]
@@ -682,6 +858,8 @@ def tune_command(
     if test_metrics:
         out.print(_metrics_table(f"{model_name} (best) on the test part of {split_obj.recipe}",
                                  test_metrics))
+    if out_dir is not None:
+        out.print(f"saved the best setting to {out_dir}")
 
 
 # -- recommend ---------------------------------------------------------------------------------
@@ -788,6 +966,19 @@ def _resolve_movie(model: Any, catalog: Any, movie: str) -> Any:
                       f"of its title")
 
 
+AnnOpt = Annotated[str, typer.Option(
+    "--ann", help="Approximate top-k through a faiss index (models scoring by inner products): auto "
+    "(catalogs of 20,000+ movies), on or off. Built on first use, saved in the model folder.")]
+ExactOpt = Annotated[bool, typer.Option("--exact", help="Score every movie (the same as --ann off).")]
+
+
+def _use_ann(model: Any, model_dir: Path, ann: str, exact: bool) -> Any:
+    """Attach approximate retrieval per --ann / --exact (`movierec.retrieval.attach`)."""
+    from movierec.retrieval import attach
+
+    return attach(model, model_dir, "off" if exact else ann)
+
+
 @app.command("recommend")
 @_handle_errors
 def recommend_command(
@@ -811,6 +1002,8 @@ def recommend_command(
                                          "pick (0: none).", min=0)] = 2,
     history: Annotated[int, typer.Option("--history", help="How many of the user's top-rated "
                                          "movies to show first.", min=0)] = 5,
+    ann: AnnOpt = "auto",
+    exact: ExactOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend movies to a known user (--user) or to a new one from a few ratings (--rate),
@@ -825,6 +1018,7 @@ def recommend_command(
     artifact = load_model(model_dir)
     model, catalog = artifact.model, artifact.catalog
     if user is not None:
+        _use_ann(model, model_dir, ann, exact)
         rated = model.user_history(user)
         recs = model.recommend(user, k=k, diversity=diversity, explain=explain, **filters)
         who = f"user {user}"
@@ -880,6 +1074,8 @@ def recommend_all_command(
                            "(default: about 16 million scores a chunk); memory grows with it.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Chunks computed at once, one "
                                          "thread each.")] = 2,
+    ann: AnnOpt = "auto",
+    exact: ExactOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the top-k movies of every user of the training data to a Parquet file, a chunk of users
@@ -888,6 +1084,7 @@ def recommend_all_command(
     from movierec.export import recommend_all
 
     model = load_model(model_dir).model
+    retriever = _use_ann(model, model_dir, ann, exact)
     progress = Progress(TextColumn("recommending"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("users"), TimeRemainingColumn(), console=err, transient=True,
                         disable=as_json)
@@ -896,9 +1093,15 @@ def recommend_all_command(
         summary = recommend_all(model, out_file, k, exclude_seen=not include_seen,
                                 chunk_users=chunk_users, workers=workers,
                                 progress=lambda done, total: progress.update(task, completed=done))
+    if retriever is not None:
+        summary["ann_recall_at_10"] = retriever.index.recall
     if as_json:
         _print_json({**summary, "k": k, "model": model.name})
         return
+    if retriever is not None:
+        from movierec.retrieval import describe
+
+        err.print(describe(retriever))
     out.print(f"wrote {summary['rows']:,} recommendations for {summary['users']:,} users to "
               f"{out_file} in {summary['seconds']:.1f} s")
 

@@ -17,6 +17,11 @@ class ChecksumError(DataError):
     """A downloaded or mirrored archive does not match any checksum pinned for it."""
 
 
+class IntegrityError(DataError):
+    """A saved artifact (a model folder) does not hold what its manifest says, or what a model of its
+    kind must hold: a truncated, altered, swapped or forged file. Nothing of it is used."""
+
+
 class UnknownIdError(MovieRecError, KeyError):
     """A raw user or movie id is not known to the vocabulary, catalog or model asked."""
 
@@ -30,3 +35,8 @@ class NotFittedError(MovieRecError, RuntimeError):
 
 class ConfigError(MovieRecError, ValueError):
     """A hyperparameter, option or setting has an invalid value."""
+
+
+class MemoryLimitError(MovieRecError):
+    """A fit would need more memory than allowed (``max_memory``, by default what the machine has);
+    raised before anything large is allocated."""

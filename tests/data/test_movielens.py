@@ -129,12 +129,14 @@ def test_parquet_and_movies_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("user,item,rating\n1,2,4\n1,3,abc\n", r"bad\.csv:3: rating is not a number, got 'abc'"),
+        ("user,item,rating\n1,2,4\n1,3,abc\n",
+         r"bad\.csv:3: rating is not a number \('abc'\); expected 3 fields: user,item,rating, "
+         r"got '1,3,abc'"),
         ("user,item,rating\n1,2,4\n,3,4\n", r"bad\.csv:3: empty user"),
-        ("user,item,rating\n1,2,4\n1,3,4,5,6\n", r"bad\.csv: .*line 3"),
+        ("user,item,rating\n1,2,4\n1,3,4,5,6\n", r"bad\.csv:3: 5 fields; expected 3 fields"),
         ("user,item,rating,timestamp\n1,2,4,yesterday\n", r"bad\.csv:2: timestamp"),
         ("person,film,stars\n1,2,4\n", r"bad\.csv: no user column"),
-        ("", r"bad\.csv: cannot read"),
+        ("", r"bad\.csv: the file is empty"),
         ("user,item,rating\n", r"bad\.csv: no ratings"),
     ],
 )

@@ -152,3 +152,43 @@ def test_users_look_like_ml100k(stars: Dataset) -> None:
     assert set(people["gender"]) <= {"M", "F"}
     assert set(people["occupation"]) <= set(OCCUPATIONS_100K)
     assert people["zip"].map(lambda z: isinstance(z, str) and len(z) == 5).all()
+
+
+# -- generation in blocks ------------------------------------------------------------------------
+
+
+def test_blocks_keep_counts_ranges_distinct_pairs_and_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of ~2,000 ratings (as 32M ratings are drawn in blocks of 2M) give the same users'
+    counts as one block, never a repeated pair, and the same long-tail and rating shapes."""
+    import movierec.data.synth as synth
+
+    whole = synthesize(1_000, 2_000, 60_000, seed=3).ratings
+    monkeypatch.setattr(synth, "_CHUNK", 2_000)
+    blocks = synthesize(1_000, 2_000, 60_000, seed=3).ratings
+    assert blocks.fingerprint() != whole.fingerprint()  # really drawn otherwise
+    assert len(blocks) == 60_000 and distinct_pairs(blocks) == 60_000
+    assert np.array_equal(blocks.user_counts, whole.user_counts)  # activity is drawn before pairs
+    assert blocks.user_index.min() == 0 and blocks.user_index.max() == 999
+    assert blocks.item_index.min() >= 0 and blocks.item_index.max() <= 1_999
+    assert blocks.user_index.dtype == np.int32 and blocks.item_index.dtype == np.int32
+    assert np.any(np.diff(blocks.user_index) < 0)  # still shuffled across blocks
+    top = np.sort(blocks.item_counts)[::-1][:200].sum() / 60_000
+    assert top > 0.4 and abs(top - np.sort(whole.item_counts)[::-1][:200].sum() / 60_000) < 0.05
+    # popularity is one ranking across blocks: the most-rated movies of both runs mostly agree
+    head = set(np.argsort(-blocks.item_counts)[:50]) & set(np.argsort(-whole.item_counts)[:50])
+    assert len(head) > 35
+    assert abs(float(blocks.rating.mean()) - float(whole.rating.mean())) < 0.05
+    assert set(np.unique(blocks.rating).tolist()) == {v / 2 for v in range(1, 11)}
+
+
+def test_one_block_is_the_all_at_once_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set of at most one block is drawn exactly as before blocks existed: the fingerprint is the
+    one the all-at-once generator gave for this seed, so seeds keep their data."""
+    import movierec.data.synth as synth
+
+    before = "0ca6db3475cca6883db13736e00f40f840ec4de7c4bf3216a175fe722ef377bf"
+    assert synthesize(200, 150, 12_345, seed=3).ratings.fingerprint() == before
+    monkeypatch.setattr(synth, "_CHUNK", 12_345)  # exactly one block
+    assert synthesize(200, 150, 12_345, seed=3).ratings.fingerprint() == before
+    monkeypatch.setattr(synth, "_CHUNK", 12_344)  # two blocks: other draws
+    assert synthesize(200, 150, 12_345, seed=3).ratings.fingerprint() != before

@@ -35,8 +35,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def settings(model_dir: Path, tmp_path: Path) -> Settings:
+    """The service as configured by default, but without rate limits: these tests send bursts from
+    one client on purpose (tests/service/test_security.py tests the limits)."""
     return Settings(model_dir=model_dir, database_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
-                    admin_token=ADMIN, retrain_dir=tmp_path / "retrained")
+                    admin_token=ADMIN, retrain_dir=tmp_path / "retrained", requests_per_second=0,
+                    profile_writes_per_second=0, profiles_per_hour=0)
 
 
 @pytest.fixture()

@@ -306,6 +306,20 @@ def test_retrain_runs_in_the_background_with_progress(client: TestClient, settin
     assert_error(client.get("/api/admin/jobs/unknown", headers=admin), 404)
 
 
+
+def test_retrain_that_would_not_fit_in_memory_is_refused_before_it_starts(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import movierec.models.core.memory as memory
+
+    admin = {"X-Admin-Token": ADMIN}
+    before = client.get("/api/admin/jobs", headers=admin).json()
+    monkeypatch.setattr(memory, "available_memory", lambda: 1_000)  # a machine with 1 kB free
+    refused = assert_error(client.post("/api/admin/retrain", json={}, headers=admin), 400)
+    assert refused["message"].startswith("biased-mf-als needs ~")
+    assert "above the 1.0 kB memory limit" in refused["message"]
+    assert client.get("/api/admin/jobs", headers=admin).json() == before  # no job was started
+
 # -- start-up --------------------------------------------------------------------------------
 def test_missing_or_corrupt_model_stops_start_up(tmp_path: Path, model_dir: Path) -> None:
     with pytest.raises(DataError, match="not a movierec model folder"):

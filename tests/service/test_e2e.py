@@ -1,5 +1,6 @@
 """End to end in a real headless Chromium (Debian's `chromium`, driven by Playwright's Python package):
-open the page, search, rate three movies with the stars, and watch the recommendations change."""
+open the page, search, rate three movies with the stars, and watch the recommendations change; all of
+it under the page's Content-Security-Policy, which refuses nothing the page does."""
 
 from __future__ import annotations
 
@@ -56,13 +57,18 @@ def test_search_rate_three_and_recommendations_change(base_url: str) -> None:
             page = browser.new_page()
             failed: list[str] = []
             page.on("requestfailed", lambda request: failed.append(request.url))
+            blocked: list[str] = []  # the page must work under its CSP: nothing it does is refused
+            page.on("console", lambda message: blocked.append(message.text)
+                    if "Content Security Policy" in message.text else None)
             page.goto(base_url + "/")
             page.wait_for_selector("body[data-ready='1']")
             assert "biased-mf-als" in page.locator("#model-badge").inner_text()
 
             page.fill("#search", "the")
+            # a function, not an expression: Playwright evaluates an expression with eval(), which
+            # the page's Content-Security-Policy forbids
             page.wait_for_function(
-                "document.querySelectorAll('#search-results li').length >= 3 && "
+                "() => document.querySelectorAll('#search-results li').length >= 3 && "
                 "[...document.querySelectorAll('#search-results li .title')]"
                 ".every(a => a.textContent.toLowerCase().includes('the'))")
             found = _titles(page, "#search-results")
@@ -105,5 +111,8 @@ def test_search_rate_three_and_recommendations_change(base_url: str) -> None:
             page.click("button[data-tab='model']")
             assert "rmse" in page.locator("#model-metrics").inner_text()
             assert not failed, f"requests failed: {failed}"
+            assert not blocked, f"the Content-Security-Policy refused: {blocked}"
+            assert "script-src 'self'" in page.evaluate(
+                "async () => (await fetch('/')).headers.get('content-security-policy')")
         finally:
             browser.close()

@@ -388,9 +388,12 @@ class Ratings:
         """
         if "fingerprint" not in self._cache:
             digest = hashlib.sha256()
-            for ids in (self.user_ids, self.item_ids):
-                digest.update(ids.dtype.str.encode())
-                digest.update(np.ascontiguousarray(ids).tobytes())
+            step = 1 << 22  # raw ids a block at a time: no n-row temporary for tens of millions
+            for vocab, index in ((self.users, self.user_index), (self.items, self.item_index)):
+                digest.update(vocab.ids.dtype.str.encode())
+                for start in range(0, len(index), step):
+                    block = vocab.ids[index[start : start + step]]
+                    digest.update(np.ascontiguousarray(block).tobytes())
             digest.update(self.rating.tobytes())
             if self.timestamp is not None:
                 digest.update(self.timestamp.tobytes())

@@ -3,14 +3,19 @@
 Cache layout under the data home (``MOVIEREC_DATA``, default: the user's cache folder)::
 
     downloads/<name>.zip        verified archives, as GroupLens (or the mirror) serves them
-    <name>/meta.json            what the cache holds and which archive it came from
-    <name>/ratings.parquet      user, item, rating, timestamp in file order
+    <name>/meta.json            what the cache holds, which archive it came from, and the SHA-256 of
+                                every file and every ratings column
+    <name>/ratings.parquet      user_index, item_index, rating, timestamp in file order
+    <name>/user_ids.parquet     raw user ids in index order (sorted)
+    <name>/item_ids.parquet     raw movie ids in index order (sorted)
     <name>/movies.parquet       item, title, year, genres[, tags, imdb_id, tmdb_id, imdb_url]
     <name>/users.parquet        demographics, where the data has them
     <name>/folds.parquet        canonical folds (ml-100k): one boolean column per fold, True = test
 
-Every write goes to a temporary path first and is renamed into place, so an interrupted or rejected
-fetch leaves the cache exactly as it was.
+Every write goes to a temporary path first, is fsynced and renamed into place, so an interrupted or
+rejected fetch, or a disk that fills, leaves the cache exactly as it was. Reading verifies every file
+and column against meta.json (JSON and Parquet only: nothing is unpickled); a cache that fails is
+rebuilt from the archive, or refused with one line when it cannot be.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 from movierec._files import atomic_file, atomic_folder
-from movierec.data.dataset import Catalog, Dataset, Ratings, Users
+from movierec.data.dataset import Catalog, Dataset, Ratings, Users, Vocabulary
 from movierec.data.movielens import parse_archive, read_ratings_file
 from movierec.data.registry import BASE_URL, VARIANTS, Variant, get_variant
-from movierec.errors import ChecksumError, ConfigError, DataError
+from movierec.errors import ChecksumError, ConfigError, DataError, MovieRecError
 
 __all__ = [
     "CACHE_FORMAT",
@@ -50,7 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: indices + vocabularies, checksums of every file and column
 _CHUNK = 1 << 20
 
 #: ``progress(description, done_bytes, total_bytes_or_None)``, called as work advances.
@@ -259,37 +264,185 @@ def fetch_archive(
 
 
 def is_cached(name: str, data_dir: str | Path | None = None) -> bool:
-    """Whether ``name`` has a complete Parquet cache of the current format."""
+    """Whether ``name`` has a complete Parquet cache of the current format (not yet verified)."""
     meta = data_home(data_dir) / name / "meta.json"
     try:
         return json.loads(meta.read_text()).get("format") == CACHE_FORMAT
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return False
 
 
+_RATING_COLUMNS = {"user_index": np.int32, "item_index": np.int32, "rating": np.float32,
+                   "timestamp": np.int64}
+_ROW_GROUP = 1 << 20  # rows per Parquet row group: bounds the writer's and reader's buffers
+
+
+def _digest(array: np.ndarray) -> str:
+    """SHA-256 of a column: its dtype, then its bytes (text ids: their UTF-8, NUL-separated)."""
+    digest = hashlib.sha256(array.dtype.str.encode() if array.dtype.kind != "U" else b"text")
+    if array.dtype.kind == "U":
+        digest.update("\0".join(array.tolist()).encode())
+    else:
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk, so a crash cannot leave it half there."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _write_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Numeric columns as Parquet, a row group at a time (no copy of the whole column)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.from_numpy_dtype(array.dtype)) for name, array in
+                        columns.items()])
+    n = len(next(iter(columns.values())))
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for start in range(0, max(n, 1), _ROW_GROUP):
+            writer.write_table(pa.table(
+                {name: pa.array(array[start : start + _ROW_GROUP])
+                 for name, array in columns.items()},
+                schema=schema,
+            ))
+
+
+def _write_ids(path: Path, ids: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    array = pa.array(ids.tolist(), type=pa.string()) if ids.dtype.kind == "U" else pa.array(ids)
+    pq.write_table(pa.table({"id": array}), path, compression="zstd")
+
+
 def _write_cache(dataset: Dataset, folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``dataset`` as Parquet into a temporary sibling of ``folder``, then swap it in."""
-    with atomic_folder(folder) as temp:
-        dataset.ratings.to_frame().to_parquet(temp / "ratings.parquet", index=False)
-        dataset.catalog.frame.to_parquet(temp / "movies.parquet", index=False)
-        if dataset.users is not None:
-            dataset.users.frame.to_parquet(temp / "users.parquet", index=False)
-        if dataset.folds:
-            pd.DataFrame(dataset.folds).to_parquet(temp / "folds.parquet", index=False)
-        meta = {**meta, "format": CACHE_FORMAT, "scale": list(dataset.ratings.scale),
-                "fingerprint": dataset.ratings.fingerprint()}
-        (temp / "meta.json").write_text(json.dumps(meta, indent=2))
+    """Write ``dataset`` as Parquet into a temporary sibling of ``folder``, then swap it in.
+
+    Every file is fsynced before the folder is renamed into place, and meta.json records the
+    SHA-256 of every file and of every ratings column, so a truncated or altered cache is caught
+    when it is read.
+
+    Raises:
+        DataError: if the disk fills or refuses the write; the previous cache is left as it was.
+    """
+    ratings = dataset.ratings
+    columns = {"user_index": ratings.user_index, "item_index": ratings.item_index,
+               "rating": ratings.rating}
+    if ratings.timestamp is not None:
+        columns["timestamp"] = ratings.timestamp
+    try:
+        with atomic_folder(folder) as temp:
+            _write_columns(temp / "ratings.parquet", columns)
+            _write_ids(temp / "user_ids.parquet", ratings.users.ids)
+            _write_ids(temp / "item_ids.parquet", ratings.items.ids)
+            dataset.catalog.frame.to_parquet(temp / "movies.parquet", index=False)
+            if dataset.users is not None:
+                dataset.users.frame.to_parquet(temp / "users.parquet", index=False)
+            if dataset.folds:
+                pd.DataFrame(dataset.folds).to_parquet(temp / "folds.parquet", index=False)
+            files = {}
+            for path in sorted(temp.iterdir()):
+                _fsync(path)
+                files[path.name] = _sha256(path)
+            digests = {name: _digest(array) for name, array in columns.items()}
+            digests["user_ids"] = _digest(ratings.users.ids)
+            digests["item_ids"] = _digest(ratings.items.ids)
+            meta = {**meta, "format": CACHE_FORMAT, "rows": len(ratings),
+                    "scale": list(ratings.scale), "fingerprint": ratings.fingerprint(),
+                    "files": files, "columns": digests}
+            (temp / "meta.json").write_text(json.dumps(meta, indent=2))
+            _fsync(temp / "meta.json")
+            _fsync(temp)
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()  # the writer's pages
+        _fsync(folder.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DataError(
+            f"cannot write the cache {folder} ({reason}); the previous cache, if any, is unchanged"
+        ) from None
 
 
 def _read_cache(folder: Path, name: str) -> Dataset:
-    meta = json.loads((folder / "meta.json").read_text())
-    frame = pd.read_parquet(folder / "ratings.parquet")
-    ratings = Ratings.from_frame(frame, scale=tuple(meta["scale"]))
+    """The cached dataset, verified against the checksums in meta.json (no pickle anywhere).
+
+    Raises:
+        DataError: naming the file or column that is missing, truncated or altered.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cache {folder}: meta.json unreadable ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise DataError(f"cache {folder}: not a format-{CACHE_FORMAT} cache")
+    files, digests = meta.get("files"), meta.get("columns")
+    if not isinstance(files, dict) or not isinstance(digests, dict):
+        raise DataError(f"cache {folder}: meta.json lacks its checksums")
+    present = {p.name for p in folder.iterdir()} - {"meta.json"}
+    if present != set(files):
+        odd = sorted(present ^ set(files))
+        raise DataError(f"cache {folder}: files {odd} missing or unexpected")
+    for file, expected in files.items():
+        if _sha256(folder / file) != expected:
+            raise DataError(f"cache {folder}: {file} was truncated or altered (checksum differs)")
+
+    def column(file: str, name: str) -> np.ndarray:
+        """One column, read a row group at a time into its final array (no second copy)."""
+        try:
+            parquet = pq.ParquetFile(folder / file)
+            if parquet.schema_arrow.field(name).type == pa.string():
+                array = parquet.read(columns=[name]).column(name).to_numpy(zero_copy_only=False)
+                return array.astype(str)
+            out = np.empty(parquet.metadata.num_rows,
+                           dtype=parquet.schema_arrow.field(name).type.to_pandas_dtype())
+            start = 0
+            for group in range(parquet.num_row_groups):
+                part = parquet.read_row_group(group, columns=[name]).column(name).to_numpy()
+                out[start : start + len(part)] = part
+                start += len(part)
+        except Exception as exc:  # pyarrow raises many types for a bad file
+            raise DataError(f"cache {folder}: {file} unreadable ({exc})") from None
+        if start != len(out):
+            raise DataError(f"cache {folder}: {file} holds {start} rows, expected {len(out)}")
+        return out
+
+    arrays: dict[str, np.ndarray] = {}
+    for name_, dtype in _RATING_COLUMNS.items():
+        if name_ in digests:
+            arrays[name_] = column("ratings.parquet", name_)
+            if arrays[name_].dtype != dtype:
+                raise DataError(f"cache {folder}: column {name_} is {arrays[name_].dtype}")
+    arrays["user_ids"] = column("user_ids.parquet", "id")
+    arrays["item_ids"] = column("item_ids.parquet", "id")
+    for name_, array in arrays.items():
+        if _digest(array) != digests.get(name_):
+            raise DataError(f"cache {folder}: column {name_} does not match its checksum")
+    if set(arrays) != set(digests):
+        raise DataError(f"cache {folder}: columns {sorted(set(digests) ^ set(arrays))} differ")
+    ratings = Ratings(
+        users=Vocabulary(arrays["user_ids"], "user"),
+        items=Vocabulary(arrays["item_ids"], "movie"),
+        user_index=arrays["user_index"],
+        item_index=arrays["item_index"],
+        rating=arrays["rating"],
+        timestamp=arrays.get("timestamp"),
+        scale=tuple(meta["scale"]),
+    )
+    ratings._cache["fingerprint"] = meta["fingerprint"]  # the columns were just verified
     movies = pd.read_parquet(folder / "movies.parquet")
-    users = Users(pd.read_parquet(folder / "users.parquet")) if (
-        folder / "users.parquet").is_file() else None
+    users = Users(pd.read_parquet(folder / "users.parquet")) if "users.parquet" in files else None
     folds: dict[str, np.ndarray] = {}
-    if (folder / "folds.parquet").is_file():
+    if "folds.parquet" in files:
         fold_frame = pd.read_parquet(folder / "folds.parquet")
         folds = {c: fold_frame[c].to_numpy(bool) for c in fold_frame.columns}
     return Dataset(name=name, ratings=ratings, catalog=Catalog(movies), users=users, folds=folds)
@@ -321,23 +474,30 @@ def load_dataset(
     if name not in VARIANTS:
         path = Path(name).expanduser()
         if path.is_file():
-            dataset, _ = read_ratings_file(path, movies)
+            dataset, _ = read_ratings_file(path, movies, progress=progress)
             return dataset
         if path.suffix or "/" in name or "\\" in name:
             raise ConfigError(f"no such ratings file: {name}")
         get_variant(name)  # raises ConfigError naming the known datasets
     folder = data_home(data_dir) / name
+    damage = None
     if is_cached(name, data_dir) and not refresh:
         try:
             return _read_cache(folder, name)
-        except (OSError, ValueError, KeyError, DataError) as exc:
-            log.warning("cache of %s unreadable (%s); rebuilding it", name, exc)
-    archive = fetch_archive(
-        name, mirror=mirror, data_dir=data_dir, verify=verify, progress=progress
-    )
+        except (OSError, ValueError, KeyError, TypeError, DataError) as exc:
+            damage = str(exc)
+            log.warning("%s; rebuilding it", damage)
+    try:
+        archive = fetch_archive(
+            name, mirror=mirror, data_dir=data_dir, verify=verify, progress=progress
+        )
+    except MovieRecError as exc:
+        if damage is None:
+            raise
+        raise DataError(f"{damage}, and it cannot be rebuilt: {exc}") from None
     start = time.perf_counter()
     variant = get_variant(name)
-    dataset = parse_archive(archive, variant)
+    dataset = parse_archive(archive, variant, progress=progress)
     _write_cache(
         dataset,
         folder,

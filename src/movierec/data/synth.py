@@ -16,6 +16,16 @@ code around them:
 - rows shuffled, like ml-100k's ``u.data``.
 
 Everything is vectorised numpy over users, movies and rows; 32M ratings take well under a minute.
+Pairs are drawn in blocks of consecutive users of about 2M ratings (``_CHUNK``) and every per-row
+step runs a chunk at a time, so the peak stays near the final columns (20 bytes a rating with
+timestamps): 0.85 GB for 32M ratings, 200k users and 87k movies. A set of at most one block is drawn
+exactly as by the earlier all-at-once generator, so small seeds keep their data.
+
+The shape's parameters (module constants): popularity weight ``(rank + 30)^-1.4`` over movies (genre
+segments scale the head); per user at least ``min(20, n_ratings // n_users)`` ratings, the rest in
+proportion to lognormal(0, 1.2) weights, at most half the movies; a Beta(2, 2) share of mainstream
+picks and a Dirichlet split over three favourite genres; scores with user and movie bias sd 0.4,
+factor term sd 0.5, noise sd 0.8, quantised to ml-latest-small's (or ml-100k's) rating histogram.
 
 To write a dataset as an official MovieLens zip, see `movierec.data.archives`.
 """
@@ -140,11 +150,9 @@ def synthesize(
     movies = _Movies.draw(n_items, r_items)
     counts = _user_counts(n_users, n_items, n_ratings, r_counts)
     tastes = _Tastes.draw(n_users, movies, r_tastes)
-    codes = _draw_pairs(counts, movies, tastes, r_pairs)
+    codes = _pairs_in_blocks(counts, movies, tastes, r_pairs)
     r_order.shuffle(codes)
-    user_index = (codes // n_items).astype(np.int32)
-    codes -= user_index * np.int64(n_items)
-    item_index = np.take(movies.by_rank.astype(np.int32), codes)
+    user_index, item_index = _split_codes(codes, movies)
     del codes
     rating = _ratings(user_index, item_index, movies, tastes, factors, scale, r_scores)
     timestamp = _timestamps(user_index, n_users, r_times) if with_timestamps else None
@@ -253,6 +261,10 @@ class _Tastes:
         self.segments = segments  # (n_users, 1 + _FAVOURITES) segment ids, mainstream first
         self.weights = weights  # (n_users, 1 + _FAVOURITES) probabilities
 
+    def take(self, start: int, stop: int) -> _Tastes:
+        """Users ``start..stop-1`` (views, renumbered from 0)."""
+        return _Tastes(self.segments[start:stop], self.weights[start:stop])
+
     @classmethod
     def draw(cls, n_users: int, movies: _Movies, rng: np.random.Generator) -> _Tastes:
         share = movies.genre_sizes / movies.genre_sizes.sum()  # only genres that have movies
@@ -299,6 +311,45 @@ def _allocate(total: int, weights: np.ndarray, room: np.ndarray) -> np.ndarray:
         alloc += add
         total -= int(add.sum())
     return alloc
+
+
+def _pairs_in_blocks(
+    counts: np.ndarray, movies: _Movies, tastes: _Tastes, rng: np.random.Generator
+) -> np.ndarray:
+    """`_draw_pairs` over consecutive blocks of users of about ``_CHUNK`` ratings each, written
+    into one preallocated array: two users never share a pair, so blocks are independent, and the
+    peak stays near the final codes' size (8 bytes a rating) instead of several copies of it.
+
+    A data set of at most ``_CHUNK`` ratings is one block: the same draws as drawing all at once.
+    """
+    n_items = movies.n
+    out = np.empty(int(counts.sum()), dtype=np.int64)
+    ends = np.cumsum(counts)
+    user, row = 0, 0
+    while user < len(counts):
+        # last user of the block: ratings up to ``row + _CHUNK``, at least one user
+        stop = max(int(np.searchsorted(ends, row + _CHUNK, side="right")), user + 1)
+        block = counts[user:stop]
+        codes = _draw_pairs(block, movies, tastes.take(user, stop), rng)
+        codes += np.int64(user) * n_items  # block-local user numbers to global ones
+        out[row : row + len(codes)] = codes
+        row += len(codes)
+        user = stop
+    return out
+
+
+def _split_codes(codes: np.ndarray, movies: _Movies) -> tuple[np.ndarray, np.ndarray]:
+    """Pair codes to (user_index, item_index), int32, a chunk of rows at a time."""
+    n_items = np.int64(movies.n)
+    by_rank = movies.by_rank.astype(np.int32)
+    user_index = np.empty(len(codes), dtype=np.int32)
+    item_index = np.empty(len(codes), dtype=np.int32)
+    for lo in range(0, len(codes), _CHUNK):
+        part = codes[lo : lo + _CHUNK]
+        user = part // n_items
+        user_index[lo : lo + _CHUNK] = user
+        item_index[lo : lo + _CHUNK] = np.take(by_rank, part - user * n_items)
+    return user_index, item_index
 
 
 def _draw_pairs(
@@ -458,26 +509,28 @@ def _ratings(
     spread = float(dot.std())
     factor_scale = np.float32(_FACTOR_TERM / spread if spread > 0 else 0.0)
 
-    score = np.empty(n, dtype=np.float32)
+    # Scores are quantised chunk by chunk (no n-long score array); the cut points come from the
+    # probe rows of the first chunk, which _CHUNK > probe makes hold them all.
+    levels, shares = _LEVELS[scale]
+    out = np.empty(n, dtype=np.float32)
+    cuts = None
     for lo in range(0, n, _CHUNK):
         hi = min(lo + _CHUNK, n)
         u, i = user_index[lo:hi], item_index[lo:hi]
         # np.take on rows is several times faster than fancy indexing for random rows
-        part = np.einsum("ij,ij->i", np.take(user_factor, u, axis=0),
-                         np.take(item_factor, i, axis=0))
-        part *= factor_scale
-        part += np.take(user_bias, u)
-        part += np.take(item_bias, i)
-        part += rng.standard_normal(hi - lo, dtype=np.float32) * np.float32(_NOISE)
-        score[lo:hi] = part
-    levels, shares = _LEVELS[scale]
-    cuts = np.quantile(score[probe], np.cumsum(shares)[:-1]).astype(np.float32)
-    level = np.zeros(n, dtype=np.uint8)
-    for lo in range(0, n, _CHUNK):  # a few comparisons beat searchsorted on 10 cut points
-        part = level[lo : lo + _CHUNK]
-        for cut in cuts:
-            part += score[lo : lo + _CHUNK] > cut
-    return np.take(levels, level)
+        score = np.einsum("ij,ij->i", np.take(user_factor, u, axis=0),
+                          np.take(item_factor, i, axis=0))
+        score *= factor_scale
+        score += np.take(user_bias, u)
+        score += np.take(item_bias, i)
+        score += rng.standard_normal(hi - lo, dtype=np.float32) * np.float32(_NOISE)
+        if cuts is None:
+            cuts = np.quantile(score[probe], np.cumsum(shares)[:-1]).astype(np.float32)
+        level = np.zeros(hi - lo, dtype=np.uint8)
+        for cut in cuts:  # a few comparisons beat searchsorted on 10 cut points
+            level += score > cut
+        out[lo:hi] = np.take(levels, level)
+    return out
 
 
 def _timestamps(user_index: np.ndarray, n_users: int, rng: np.random.Generator) -> np.ndarray:

@@ -4,7 +4,8 @@
 folder raises `DataError` before anything listens), opens the store and runs uvicorn. The app comes
 from `create_app(settings)`; its lifespan loads the model once. Configuration (`Settings.from_env`):
 ``MOVIEREC_DATABASE_URL`` (any SQLAlchemy URL; default SQLite in WAL mode at
-``$MOVIEREC_DATA/service.sqlite3``) and ``MOVIEREC_ADMIN_TOKEN`` (unset: admin endpoints answer 403).
+``$MOVIEREC_DATA/service.sqlite3``), ``MOVIEREC_ADMIN_TOKEN`` (unset: admin endpoints answer 403),
+the rate limits and CORS origins (see `Settings`; `security` and `metrics` hold the request layers).
 
 Endpoints (schema at ``/openapi.json``; ``/docs`` fetches Swagger UI from its CDN, the web page at
 ``/`` needs no network; every error is JSON ``{"error", "message"}``)::
@@ -26,6 +27,7 @@ Endpoints (schema at ``/openapi.json``; ``/docs`` fetches Swagger UI from its CD
     POST   /api/admin/retrain                        {"params": {...}} -> job (202)     (admin)
     GET    /api/admin/jobs, /api/admin/jobs/{job}    retrain progress                   (admin)
     POST   /api/admin/reload                         {"model_dir": ...} or the start-up folder (admin)
+    GET    /metrics                                  Prometheus metrics (every worker of this serve)
     GET    /                                         the web page (static/, no external assets)
 
 Profile token: ``Authorization: Bearer <token>``; admin token: ``X-Admin-Token: <token>``.

@@ -14,8 +14,10 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +36,9 @@ from movierec import __version__
 from movierec.artifacts import Artifact, load_model
 from movierec.errors import ConfigError
 from movierec.service import errors
+from movierec.service.metrics import CONTENT_TYPE, Metrics, Observe
 from movierec.service.routes import admin, meta, movies, profiles, users
+from movierec.service.security import Guard
 from movierec.service.settings import Settings
 from movierec.service.state import Loaded, ModelWatcher, ServiceState
 from movierec.service.store import Store
@@ -148,6 +153,7 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
             raise
         app.state.service = state = ServiceState(settings, loaded, opened)
         watcher = ModelWatcher(state).start()
+        metrics.start()
         if freeze_gc:
             # the model, catalog lookups and search index live as long as the process: keep the
             # collector from re-scanning them on every full collection (latency spikes under load)
@@ -159,6 +165,7 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
             yield
         finally:
             watcher.stop()
+            metrics.stop()
             if own_store:
                 opened.close()
 
@@ -173,12 +180,32 @@ def create_app(settings: Settings, *, artifact: Artifact | None = None, store: S
         app.include_router(module.router)
     static = static_dir()
 
+    def serving() -> tuple[str, int] | None:
+        state = getattr(app.state, "service", None)
+        return None if state is None else (state.loaded.model.name, state.loaded.version)
+
+    metrics = app.state.metrics = Metrics(settings.metrics_dir, serving)
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(static / "index.html", media_type="text/html")
 
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse,
+             summary="Prometheus metrics: requests by route and status, latencies, the model version "
+                     "each worker serves (all workers of this `movierec serve`)")
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     app.mount("/static", StaticFiles(directory=static), name="static")
+    # the outermost layer comes last: TakeTurns, Observe (times and logs everything, refusals too),
+    # CORS (only when origins are configured), Guard (query limit, rate limits, headers), BodyLimit
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Guard, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
+    app.add_middleware(Observe, metrics=metrics, routes=app.router.routes)
     app.add_middleware(TakeTurns)
     return app
 
@@ -215,9 +242,27 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
     import uvicorn
 
     app = create_app(settings, artifact=artifact, freeze_gc=freeze_gc)
+    uvicorn_options.setdefault("log_config", log_config(log_level))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="on", **uvicorn_options)
     return uvicorn.Server(config)
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the JSON access log (``movierec.access``, one JSON object
+    a line on standard output), on at ``log_level`` info or lower, off above."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["json_lines"] = {"format": "%(message)s"}
+    config["handlers"]["json_access"] = {"formatter": "json_lines", "class": "logging.StreamHandler",
+                                         "stream": "ext://sys.stdout"}
+    on = log_level.lower() in ("trace", "debug", "info")
+    config["loggers"]["movierec.access"] = {"handlers": ["json_access"], "propagate": False,
+                                            "level": "INFO" if on else "WARNING"}
+    return config
 
 
 def serve(model_dir: str | Path | None, host: str = "127.0.0.1", port: int = 8000, *,
@@ -253,7 +298,11 @@ def serve(model_dir: str | Path | None, host: str = "127.0.0.1", port: int = 800
         return
     _listening_socket(host, port).close()  # a port in use fails here, in one line
     del artifact  # each worker loads what the store publishes
-    _supervise(settings, host, port, log_level)
+    metrics_dir = Path(tempfile.mkdtemp(prefix="movierec-metrics-"))  # /metrics adds up every worker's
+    try:
+        _supervise(settings.with_(metrics_dir=metrics_dir), host, port, log_level)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

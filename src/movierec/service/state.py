@@ -30,6 +30,7 @@ from movierec.artifacts import Artifact, load_model
 from movierec.data.dataset import Catalog
 from movierec.errors import UnknownIdError
 from movierec.models.core.recommender import Recommender
+from movierec.retrieval import attach
 from movierec.service.settings import Settings
 from movierec.service.store import Store, StoreUnavailable
 
@@ -66,6 +67,8 @@ class Loaded:
     def __init__(self, artifact: Artifact, model_dir: Path, cache_size: int = 0, version: int = 0) -> None:
         self.cache = AnswerCache(cache_size)
         self.model: Recommender = artifact.model
+        # catalogs of ANN_MIN_ITEMS+ movies: known users ranked through a faiss index, saved in the folder
+        attach(self.model, model_dir)
         self.manifest = artifact.manifest
         self.model_dir = model_dir
         self.version = version
@@ -303,13 +306,17 @@ class ServiceState:
         Raises:
             RuntimeError: if a retrain is already running (on any replica).
             ConfigError: a bad hyperparameter (checked before the thread starts).
+            MemoryLimitError: the fit would need more memory than the machine has available.
         """
+        from movierec.models.core.memory import check_fit_memory
         from movierec.models.registry import create_model
 
         current = self.loaded
         merged = {**current.model.get_params(), **params}
         model = create_model(current.model.name, **merged)
         model._check_params()
+        seen = current.model.seen_
+        check_fit_memory(model, seen.shape[0], seen.shape[1], seen.nnz)  # before any job or thread
         job = self.store.start_job(uuid.uuid4().hex[:12], f"fitting {model.name}",
                                    stale_after=self.settings.job_stale_after)
         if job is None:

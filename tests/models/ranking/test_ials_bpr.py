@@ -13,6 +13,7 @@ from movierec.data.split import make_split
 from movierec.errors import ConfigError
 from movierec.eval.protocol import evaluate
 from movierec.models.core.interactions import interaction_matrix, session_rows
+from movierec.models.ranking import ials_cpu
 from movierec.models.ranking.bpr import BPR, _draw_negatives
 from movierec.models.ranking.ials import ImplicitALS, _Pattern, ials_cg_solve, ials_solve_reference
 
@@ -58,33 +59,74 @@ def test_reference_solve_minimises_the_full_loss() -> None:
     np.testing.assert_allclose(gradient, 0.0, atol=1e-10)
 
 
-def test_cg_with_enough_steps_agrees_with_the_reference() -> None:
+# both CPU paths: whole-matrix torch products, and the fused per-row solver where numba is installed
+SOLVERS = [False, pytest.param(True, marks=pytest.mark.skipif(not ials_cpu.available,
+                                                              reason="numba is not installed"))]
+
+
+@pytest.mark.parametrize("fused", SOLVERS)
+def test_cg_with_enough_steps_agrees_with_the_reference(fused: bool) -> None:
     confidence = random_confidence()
     other = np.random.default_rng(3).standard_normal((9, 4)).astype(np.float32)
     exact = ials_solve_reference(confidence, other, 0.2)
     pattern = _Pattern(confidence, CPU)
     start = torch.zeros(12, 4)
-    solved = ials_cg_solve(pattern, torch.from_numpy(other), start, 0.2, steps=8)
+    solved = ials_cg_solve(pattern, torch.from_numpy(other), start, 0.2, steps=8, fused=fused)
     np.testing.assert_allclose(solved.numpy(), exact, rtol=1e-4, atol=1e-4)
     assert solved is start  # solved in place
 
 
-def test_cg_warm_started_at_the_solution_stays_there() -> None:
+@pytest.mark.parametrize("fused", SOLVERS)
+def test_cg_warm_started_at_the_solution_stays_there(fused: bool) -> None:
     confidence = random_confidence()
     other = np.random.default_rng(4).standard_normal((9, 4)).astype(np.float32)
     exact = ials_solve_reference(confidence, other, 0.2).astype(np.float32)
     solved = ials_cg_solve(_Pattern(confidence, CPU), torch.from_numpy(other),
-                           torch.from_numpy(exact.copy()), 0.2, steps=3).numpy()
+                           torch.from_numpy(exact.copy()), 0.2, steps=3, fused=fused).numpy()
     np.testing.assert_allclose(solved, exact, rtol=1e-4, atol=1e-5)
 
 
-def test_a_few_cg_steps_approach_the_solution() -> None:
+@pytest.mark.parametrize("fused", SOLVERS)
+def test_a_few_cg_steps_approach_the_solution(fused: bool) -> None:
     confidence = random_confidence()
     other = torch.from_numpy(np.random.default_rng(5).standard_normal((9, 4)).astype(np.float32))
     exact = ials_solve_reference(confidence, other.numpy(), 0.2)
-    errors = [np.abs(ials_cg_solve(_Pattern(confidence, CPU), other, torch.zeros(12, 4), 0.2, s).numpy()
-                     - exact).max() for s in (1, 2, 4)]
+    errors = [np.abs(ials_cg_solve(_Pattern(confidence, CPU), other, torch.zeros(12, 4), 0.2, s,
+                                   fused=fused).numpy() - exact).max() for s in (1, 2, 4)]
     assert errors[0] > errors[1] > errors[2]
+
+
+@pytest.mark.skipif(not ials_cpu.available, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_steps_equal_the_whole_matrix_steps(threads: int) -> None:
+    # 3 steps from a random warm start (not converged: every step counts), 16 factors, and two
+    # rows without interactions starting at their solution 0 (r = 0: they must not move)
+    rng = np.random.default_rng(6)
+    matrix = sp.random(300, 120, density=0.08, random_state=7, format="csr", dtype=np.float32)
+    matrix = sp.vstack([matrix, sp.csr_matrix((2, 120), dtype=np.float32)]).tocsr()
+    matrix.data = (8.0 * rng.choice([1.0, 0.5, 2.0], matrix.nnz)).astype(np.float32)
+    other = torch.from_numpy(rng.standard_normal((120, 16)).astype(np.float32) * 0.3)
+    start = torch.from_numpy(rng.standard_normal((302, 16)).astype(np.float32) * 0.1)
+    start[300:] = 0.0
+    pattern = _Pattern(matrix, CPU)
+    whole = ials_cg_solve(pattern, other, start.clone(), 5.0, 3, fused=False).numpy()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = ials_cg_solve(pattern, other, start.clone(), 5.0, 3, fused=True).numpy()
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_allclose(fused, whole, rtol=2e-4, atol=2e-6)
+    assert not fused[300:].any()
+    assert np.abs(fused - start.numpy()).max() > 0.01  # the steps moved the other rows
+
+
+def test_fused_refuses_what_it_cannot_run() -> None:
+    confidence = random_confidence()
+    other = torch.from_numpy(np.random.default_rng(5).standard_normal((9, 4)))  # float64
+    with pytest.raises(ValueError, match="float32"):
+        ials_cg_solve(_Pattern(confidence, CPU), other, torch.zeros(12, 4, dtype=torch.float64), 0.2,
+                      1, fused=True)
 
 
 # -- the iALS model ------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from movierec.models.classic.shared import (
     sigmoid,
     uniform,
 )
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     resolve_device,
     torch_threads,
@@ -166,6 +167,12 @@ class DotBiasSigmoid(Recommender):
         self.item_factors_ = table[n_users : n_users + n_items, :k].copy()
         self.item_bias_ = table[n_users : n_users + n_items, k + 1].copy()
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Neural: embeddings and biases with gradients and Adam moments, the ratings as tensors
+        with an epoch's shuffled copy, and torch's own pools."""
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 48 * n_ratings
+                   + trained_table_bytes(n_users + n_items, int(self.factors) + 1))
+
     # -- scoring (numpy: a dot product per pair needs no network) ------------------------------------
     def _to_rating(self, logits: np.ndarray) -> np.ndarray:
         low, high = self.scale_
@@ -185,6 +192,16 @@ class DotBiasSigmoid(Recommender):
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.user_factors_[user_index], self.user_bias_[user_index])
+
+    def _dot_parts(self) -> DotParts:
+        # the logits [p_u, b_u] . [q_i, 1] + b_i; the rating is increasing in them (not exact)
+        def build() -> DotParts:
+            users = np.hstack([self.user_factors_, self.user_bias_[:, None]]).astype(np.float32)
+            items = np.hstack([self.item_factors_, np.ones((len(self.item_factors_), 1), np.float32)])
+            return DotParts(users, items, self.item_bias_, False)
+
+        return self._cached_parts((self.user_factors_, self.user_bias_, self.item_factors_,
+                                   self.item_bias_), build)
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         k = self.factors

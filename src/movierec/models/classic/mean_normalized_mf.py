@@ -19,7 +19,8 @@ from movierec.models.classic.shared import (
     rmse,
 )
 from movierec.models.core.checks import check_number
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
     resolve_device,
@@ -108,7 +109,7 @@ class MeanNormalizedMF(Recommender):
                 np.bincount(train.item_index, train.rating, train.n_items)
                 / np.maximum(train.item_counts, 1), dtype=torch.float32))
             net.to(device)
-            reg = float(self.reg)
+            reg, n = float(self.reg), len(train)
             squared_error = [0.0]
 
             def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -116,8 +117,10 @@ class MeanNormalizedMF(Recommender):
                 cost = 0.5 * error.square().sum()
                 if net.training:
                     squared_error[0] = float(error.detach().square().mean())
+                    # the penalty is the whole model's, once: weighted by the batch's share of the
+                    # ratings (1 here; a replica's share when several processes train one model)
                     cost = cost + reg / 2 * (net.user_factors.square().sum()
-                                             + net.item_factors.square().sum())
+                                             + net.item_factors.square().sum()) * (len(error) / n)
                 return cost / len(error)  # J / n: the same minimiser, and a loss of readable size
 
             def metrics(tensors: Sequence[torch.Tensor]) -> dict[str, float]:
@@ -146,6 +149,13 @@ class MeanNormalizedMF(Recommender):
                                                   net.item_bias, net.item_mean))
         self.global_mean_ = float(train.rating.mean())
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Full-batch training: every rating's gathered factors and their gradients each step
+        (4 x factors floats a rating), the tables with optimizer state, and torch's pools."""
+        k = int(self.factors)
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + (24 + 16 * k) * n_ratings
+                   + trained_table_bytes(n_users + n_items, k))
+
     # -- scoring (numpy: no network) ---------------------------------------------------------------
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         known_u, known_i = user_index >= 0, item_index >= 0
@@ -161,6 +171,16 @@ class MeanNormalizedMF(Recommender):
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.user_factors_[user_index], self.user_bias_[user_index])
+
+    def _dot_parts(self) -> DotParts:
+        # [w_u, b_u] . [x_i, 1] + (b_i + mean_i)
+        def build() -> DotParts:
+            users = np.hstack([self.user_factors_, self.user_bias_[:, None]]).astype(np.float32)
+            items = np.hstack([self.item_factors_, np.ones((len(self.item_factors_), 1), np.float32)])
+            return DotParts(users, items, (self.item_bias_ + self.item_mean_).astype(np.float32), True)
+
+        return self._cached_parts((self.user_factors_, self.user_bias_, self.item_factors_,
+                                   self.item_bias_, self.item_mean_), build)
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         k = self.factors

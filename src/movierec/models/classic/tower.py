@@ -27,6 +27,7 @@ from movierec.models.classic.shared import (
     uniform,
 )
 from movierec.models.core.checks import parse_hidden
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
@@ -202,6 +203,12 @@ class TowerRecommender(Recommender):
                 for handle in handles:
                     handle.remove()
         self._use_module(module.cpu().eval())
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Neural: user and movie embeddings with gradients and Adam moments, the ratings as
+        tensors with an epoch's shuffled copy, and torch's own pools."""
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 48 * n_ratings
+                   + trained_table_bytes(n_users + n_items, int(self.factors)))
 
     def _patience(self) -> int | None:
         return None

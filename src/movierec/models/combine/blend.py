@@ -135,6 +135,11 @@ class Blend(Recommender):
         self.members_ = members
         self.weights_ = self._weight_values(len(members))
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Every member's fit, summed: each member's learned state stays while the next one fits."""
+        return int(sum(member.estimate_fit_bytes(n_users, n_items, n_ratings)
+                       for member in self._new_members()))
+
     # -- scoring -------------------------------------------------------------------------------
     def _blend(self, parts: list[np.ndarray]) -> np.ndarray:
         """Weighted sum of the parts' row z-scores; each part (n, n_items)."""

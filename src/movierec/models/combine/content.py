@@ -44,6 +44,7 @@ from movierec.data.dataset import Catalog, Ratings, Vocabulary
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import WEIGHTINGS, check_interaction_params, interaction_matrix
+from movierec.models.core.memory import csr_bytes
 from movierec.models.core.recommender import Callback, Recommender
 
 __all__ = ["ContentRecommender", "item_features", "union_vocabulary"]
@@ -230,6 +231,11 @@ class ContentRecommender(Recommender):
         self._prepare()
         if callback is not None:
             callback("features", {"items": len(items), "features": self.features_.shape[1]})
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Movie features (a few dozen float64 columns, tags excepted) and weighted profile copies
+        of the ratings."""
+        return int(3 * csr_bytes(n_users, n_ratings) + 8 * 64 * n_items)
 
     def _prepare(self) -> None:
         """Profile weights from ``seen_`` (after fit and after load)."""

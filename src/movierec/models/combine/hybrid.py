@@ -130,6 +130,11 @@ class HybridRecommender(Recommender):
         self.seen_ = content.seen_
         self._prepare()
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The content model's fit and the collaborative model's, both held at the end."""
+        return int(self._content_model().estimate_fit_bytes(n_users, n_items, n_ratings)
+                   + self._collaborative_model().estimate_fit_bytes(n_users, n_items, n_ratings))
+
     def _prepare(self) -> None:
         """The blend weights' two factors, from ``seen_`` and the collaborative vocabulary."""
         self.cf_item_ = self.collaborative_.items_.indices(self.items_.ids, missing="mask")

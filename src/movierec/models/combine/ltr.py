@@ -478,6 +478,12 @@ class LearnedBlend(Recommender):
             self.theta_ = np.zeros(n_features)
         self.mu_, self.sd_ = mu, sd
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The blend's members fitted on the carve-outs and again on everything (two fitted sets
+        alive at once), plus the candidates' feature rows (about 32 float64 features each)."""
+        members = self._new_blend().estimate_fit_bytes(n_users, n_items, n_ratings)
+        return int(2 * members + 8 * 32 * n_users * int(self.candidates) * int(self.carve_outs))
+
     # -- scoring -------------------------------------------------------------------------------
     def _combine(self, scores: list[np.ndarray], liked: list[list], has_liked: list[np.ndarray],
                  user_index: np.ndarray | None) -> np.ndarray:

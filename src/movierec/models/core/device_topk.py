@@ -1,7 +1,8 @@
 """Known users' top-k on the model's torch device, for models whose scores are inner products.
 
-A model whose known-user scores are ``x_u · y_i + b_i`` (`Recommender._dot_parts`; today iALS, the
-one such model with a ``device``) and whose ``device`` resolves to CUDA ranks large batches of users
+A model whose known-user scores are ``x_u · y_i + b_i`` (`Recommender._dot_parts`, exact), that opts in
+(`Recommender.ranks_on_device`; today iALS, whose CPU scores are float64 like these) and whose
+``device`` resolves to CUDA ranks large batches of users
 there: the item vectors go to the device once, each block of users is scored by one float64 matrix
 product, seen and non-candidate movies are masked in place, and only the top few columns per user
 come back to the host. On an
@@ -113,12 +114,16 @@ def ranker_for(model: Any, n_users: int) -> DotTopK | None:
     it: CUDA absent, a call under `MIN_DEVICE_SCORES` scores, or no inner-product parts. Built once
     per set of learned arrays and kept on the model."""
     parts = model._dot_parts()
-    if parts is None or n_users * len(model.items_) < MIN_DEVICE_SCORES or not torch.cuda.is_available():
+    if parts is None or not parts.exact or n_users * len(model.items_) < MIN_DEVICE_SCORES:
+        return None
+    if not torch.cuda.is_available():
         return None
     device = torch.device("cuda" if model.device == "auto" else model.device)
     cached = getattr(model, "_device_top_k_cache", None)
-    if cached is None or cached[0] is not parts[1] or cached[1] is not parts[2] or cached[2] != device:
-        cached = (parts[1], parts[2], device, DotTopK(*parts, device))
+    if (cached is None or cached[0] is not parts.items or cached[1] is not parts.offsets
+            or cached[2] != device):
+        ranker = DotTopK(parts.users, parts.items, parts.offsets, device)
+        cached = (parts.items, parts.offsets, device, ranker)
         model._device_top_k_cache = cached
-    cached[3].users = parts[0]
+    cached[3].users = parts.users
     return cached[3]

@@ -19,7 +19,10 @@ Optional hooks, with defaults here:
 - ``_contributions(item_index, ratings, target)``: how much each rated item adds to each target's
   score for one user, (len(target), len(item_index)), or None where the model cannot attribute (the
   explanation then falls back to item similarity times rating);
-- ``_cold_start()``: scores over items for someone with no known ratings.
+- ``_cold_start()``: scores over items for someone with no known ratings;
+- ``_dot_parts()``: the known users' scores as inner products (`DotParts`), or None, for the
+  device ranker (`device_topk`) and approximate retrieval (`movierec.retrieval`, attached from
+  above as ``model.retriever``).
 
 Seen-item exclusion, batching, id translation, fold-in and explanations live here once, over the
 shared machinery beside this module: `topk` (selection), `rerank` (diversity), `filters` (genres,
@@ -32,7 +35,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, NamedTuple
+from contextvars import ContextVar
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -44,10 +48,11 @@ from movierec.models.core.checks import check_diversity, check_int, check_k
 from movierec.models.core.determinism import cuda_determinism, wants_cuda
 from movierec.models.core.explain import because, explanation
 from movierec.models.core.filters import MovieFacts, candidate_mask
+from movierec.models.core.memory import check_fit_memory, csr_bytes
 from movierec.models.core.rerank import select
 from movierec.models.core.topk import top_k
 
-__all__ = ["Callback", "Picks", "Recommender", "block_users"]
+__all__ = ["Callback", "DotParts", "Picks", "Recommender", "Retriever", "block_users"]
 
 #: ``callback(event, info)``: progress from `fit` (``event`` like ``"epoch"``; ``info`` a dict).
 Callback = Callable[[str, dict[str, Any]], None]
@@ -58,9 +63,47 @@ _BLOCK_SCORES = 1 << 24
 _BLOCK_USERS = 1024
 
 
+# True while a `Recommender.fit` runs in this thread or task (see the memory check in `fit`).
+_FITTING: ContextVar[bool] = ContextVar("movierec_fitting", default=False)
+
+
 def block_users(n_items: int) -> int:
     """How many users `Recommender.recommend_indices` scores at once for a catalog of ``n_items``."""
     return max(1, min(_BLOCK_USERS, _BLOCK_SCORES // max(n_items, 1)))
+
+
+class DotParts(NamedTuple):
+    """A model's known-user scores as inner products: ``users @ items.T + offsets[None, :]``.
+
+    Per-user terms (a global mean, a user bias) ride in an extra column of ``users`` against a
+    column of ones in ``items``; per-item terms (item biases, means) are ``offsets``. Arrays are the
+    model's own dtype (float32 mostly); read-only by convention, and the same objects call after call
+    while the learned arrays are unchanged (callers cache on their identity).
+
+    Attributes:
+        users: (n_users, d), indexed by user index.
+        items: (n_items, d), indexed by item index.
+        offsets: (n_items,).
+        exact: True when the sum is the model's score (`_score_users`, up to float rounding); False
+            when it is a strictly increasing function of it (dot-bias-sigmoid's sigmoid): the same
+            ranking, but the scores shown must come from the model (`_predict`).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    offsets: np.ndarray
+    exact: bool
+
+
+class Retriever(Protocol):
+    """Something that ranks known users without scoring every movie (`movierec.retrieval`), set as
+    ``model.retriever`` by the layers above the models."""
+
+    def top_k(self, model: Recommender, user_index: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+              candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """`Recommender.recommend_indices`'s answer (diversity 0), or None to let the model score
+        every movie (e.g. the model changed since the retriever was built)."""
+        ...
 
 
 class Picks(NamedTuple):
@@ -106,8 +149,13 @@ class Recommender:
     #: whether ``device="auto"`` may train on CUDA (models with a ``device``); False for models
     #: measured slower on a GPU than on a CPU, which ``device="cuda"`` still puts there.
     auto_cuda: ClassVar[bool] = True
+    #: whether known users may be ranked by the device ranker (`device_topk`) when ``device`` is
+    #: CUDA: models whose `_dot_parts` are exact and whose CPU scores are float64 like the device's.
+    ranks_on_device: ClassVar[bool] = False
 
     catalog_: Catalog | None = None
+    #: approximate top-k for known users (`movierec.retrieval.attach`), or None: score every movie.
+    retriever: Retriever | None = None
     users_: Vocabulary
     items_: Vocabulary
     seen_: sp.csr_matrix
@@ -155,6 +203,7 @@ class Recommender:
         callback: Callback | None = None,
         *,
         catalog: Catalog | None = None,
+        max_memory: int | None = None,
     ) -> Recommender:
         """Learn from ``train`` (starting fresh every call) and return ``self``.
 
@@ -167,21 +216,31 @@ class Recommender:
             callback: progress events, see `Callback`.
             catalog: the movies (titles, years, genres, tags). Content models learn from it; every
                 model keeps it for genre and year filters.
+            max_memory: bytes the fit may take (`estimate_fit_bytes`), checked before anything
+                is allocated; None: the memory the machine has available now.
 
         If fitting fails, the model is left exactly as it was before the call (fitted or not).
 
         Raises:
             ConfigError: an invalid hyperparameter, or no catalog for a model that needs one.
             DataError: empty training data.
+            MemoryLimitError: the fit's estimated memory exceeds ``max_memory``.
         """
         self._check_params()
         if len(train) == 0:
             raise DataError("cannot fit on empty ratings")
         if self.uses_catalog and catalog is None:
             raise ConfigError(f"{self.name} learns from movie features: pass catalog= to fit")
+        # A model fitted inside another's fit (a blend's members) was counted in the outer estimate,
+        # against the outer limit: it is checked again only when given a limit of its own.
+        outer = _FITTING.get()
+        if max_memory is not None or not outer:
+            check_fit_memory(self, train.n_users, train.n_items, len(train), max_memory)
         before = dict(self.__dict__)  # learned state is rebound by _fit, never mutated in place
+        token = _FITTING.set(True)
         try:
             self.__dict__.pop("_facts", None)
+            self.__dict__.pop("retriever", None)  # built for the arrays being replaced
             self.users_ = train.users
             self.items_ = train.items
             self.scale_ = train.scale
@@ -194,10 +253,18 @@ class Recommender:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+        finally:
+            _FITTING.reset(token)
         return self
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         raise NotImplementedError
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Peak bytes `fit` will allocate for these sizes, beyond the training ratings themselves
+        (see `movierec.models.core.memory`). This default counts the ratings matrix ``seen_`` and
+        one float64 interaction copy; every registered model states its own."""
+        return csr_bytes(n_users, n_ratings, 4) + csr_bytes(n_users, n_ratings)
 
     # -- scoring (indices inside) --------------------------------------------------------------
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
@@ -348,6 +415,11 @@ class Recommender:
         self._require_fitted()
         check_diversity(diversity)
         user_index = np.asarray(user_index, dtype=np.int64)
+        if self.retriever is not None and diversity <= 0:
+            found = self.retriever.top_k(self, user_index, k, self.seen_ if exclude_seen else None,
+                                         candidates)
+            if found is not None:
+                return found
         device_top_k = self._device_top_k(len(user_index)) if diversity <= 0 else None
         if device_top_k is not None:
             return device_top_k.top_k(user_index, k, self.seen_ if exclude_seen else None, candidates)
@@ -364,15 +436,27 @@ class Recommender:
             scores[start : start + len(block)] = top_scores
         return items, scores
 
-    def _dot_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(user vectors (n_users, f), item vectors (n_items, f), item offsets (n_items,)) for a model
-        whose known-user scores are exactly ``x_u · y_i + b_i`` in float64, else None. Such a model
-        ranks large batches on its torch device (`movierec.models.core.device_topk`)."""
+    def _dot_parts(self) -> DotParts | None:
+        """The known users' scores as inner products (`DotParts`), or None where they are not.
+        Such a model may rank on its torch device (`ranks_on_device`) and through an approximate
+        inner-product index (`movierec.retrieval`)."""
         return None
+
+    def _cached_parts(self, key: tuple[Any, ...], build: Callable[[], DotParts]) -> DotParts:
+        """``build()``, kept until an object of ``key`` (the learned arrays it reads) is rebound, so
+        that `_dot_parts` returns the same arrays call after call."""
+        cached = self.__dict__.get("_dot_parts_cache")
+        if cached is None or len(cached[0]) != len(key) or any(
+                a is not b for a, b in zip(cached[0], key, strict=True)):
+            cached = self.__dict__["_dot_parts_cache"] = (key, build())
+        return cached[1]
 
     def _device_top_k(self, n_users: int) -> Any:
         """The device ranker for a call ranking ``n_users`` users, or None for the CPU path."""
-        if not wants_cuda(getattr(self, "device", None)) or self._dot_parts() is None:
+        if not self.ranks_on_device or not wants_cuda(getattr(self, "device", None)):
+            return None
+        parts = self._dot_parts()
+        if parts is None or not parts.exact:
             return None
         from movierec.models.core.device_topk import ranker_for
 

@@ -11,11 +11,12 @@ The loop runs over batches, never over ratings: a batch is a slice of index tens
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from movierec.models.core.recommender import Callback, Recommender
 
 __all__ = [
     "OPTIMIZERS",
+    "Replicas",
     "check_schedule",
     "known_pairs_tensors",
     "load_module_arrays",
@@ -35,6 +37,7 @@ __all__ = [
     "resolve_device",
     "torch_threads",
     "train_minibatch",
+    "training_replicas",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
@@ -78,6 +81,39 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class Replicas(Protocol):
+    """What `train_minibatch` asks of a data-parallel launch (`movierec.distributed` provides one):
+    the model code is the same whether one process trains or several."""
+
+    def shard(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """This replica's rows of the row-aligned training tensors (the same count on every one)."""
+
+    def batch_size(self, batch_size: int) -> int:
+        """This replica's share of a global batch of ``batch_size`` rows."""
+
+    def start(self, module: nn.Module) -> None:
+        """Make every replica's weights equal before the first step."""
+
+    def reduce_gradients(self, module: nn.Module, rows: int) -> None:
+        """Replace each gradient by the row-weighted mean over the replicas (``rows``: this batch)."""
+
+    def reduce_sum(self, total: float, count: int) -> tuple[float, int]:
+        """Sums of an epoch's figure and its row count over the replicas."""
+
+
+_REPLICAS: contextvars.ContextVar[Replicas | None] = contextvars.ContextVar("replicas", default=None)
+
+
+@contextlib.contextmanager
+def training_replicas(replicas: Replicas | None) -> Iterator[None]:
+    """Run `train_minibatch` calls in the block as one replica of several (None: a single process)."""
+    token = _REPLICAS.set(replicas)
+    try:
+        yield
+    finally:
+        _REPLICAS.reset(token)
 
 
 def check_schedule(schedule: str | None) -> tuple[str, tuple[float, ...]]:
@@ -193,6 +229,11 @@ def train_minibatch(
         raise ConfigError("early_stopping needs validation data")
     if batch_size < 1 or epochs < 1:
         raise ConfigError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
+    replicas = _REPLICAS.get()
+    if replicas is not None:  # data-parallel: this process trains on its shard of the rows
+        train = replicas.shard(train)
+        batch_size = replicas.batch_size(batch_size)
+        replicas.start(module)
     opt = _make_optimizer(optimizer, module.parameters(), learning_rate, weight_decay, momentum)
     scheduler = _make_scheduler(opt, lr_schedule, epochs)
     n = len(train[0])
@@ -209,12 +250,17 @@ def train_minibatch(
             loss = batch_loss(tuple(t[rows] for t in train))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if replicas is not None:
+                replicas.reduce_gradients(module, len(rows))
             opt.step()
             total += float(loss.detach()) * len(rows)
+        count = n
+        if replicas is not None:
+            total, count = replicas.reduce_sum(total, n)
         record: dict[str, float] = {
             "epoch": epoch,
             "epochs": epochs,
-            "train_loss": total / max(1, n),
+            "train_loss": total / max(1, count),
             "lr": opt.param_groups[0]["lr"],
         }
         if valid is not None and len(valid[0]):

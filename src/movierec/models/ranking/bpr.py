@@ -17,6 +17,7 @@ from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params
+from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch
 from movierec.models.ranking.factors import ImplicitFactors
@@ -143,6 +144,11 @@ class BPR(ImplicitFactors):
         self.item_bias_ = bias.numpy()
         self.weight_scale_ = scale
         self.history_ = history
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Linear: the interactions as int64 keys and tensors, an epoch's shuffled copies and
+        negative draws (about 100 bytes a rating), and float32 factors."""
+        return int(TORCH_BYTES + 100 * n_ratings + 3 * 4 * (n_users + n_items) * int(self.factors))
 
     def _state(self) -> dict[str, np.ndarray]:
         return super()._state() | {"weight_scale": np.array([self.weight_scale_])}

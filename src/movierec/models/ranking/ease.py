@@ -54,6 +54,7 @@ from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, interaction_matrix, session_matrix
+from movierec.models.core.memory import cooccurrence_pairs, csr_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.ranking.item_item import DenseItemItem
 
@@ -129,6 +130,14 @@ class EASE(DenseItemItem):
                                      self.session_weight)
         if callback is not None:
             callback("solve", {"items": interactions.shape[1]})
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Quadratic in movies: the dense float64 Gram matrix inverted in place, a second n^2 for the
+        session Gram, and the sparse co-occurrence products before densifying."""
+        n = min(n_items, int(self.max_items))
+        dense = 8 * n * n * (2 if self.session_weight > 0 else 1)
+        return int(dense + 12 * cooccurrence_pairs(n_users, n, n_ratings)
+                   + 3 * csr_bytes(n_users, n_ratings))
 
 
 def ease_weights(interactions: sp.spmatrix, reg: float, dropout: float = 0.0,

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.interactions import interaction_matrix, user_interactions
-from movierec.models.core.recommender import Recommender
+from movierec.models.core.recommender import DotParts, Recommender
 
 __all__ = ["ImplicitFactors"]
 
@@ -29,6 +29,7 @@ class ImplicitFactors(Recommender):
     """
 
     predicts_ratings = False
+    ranks_on_device = True
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
@@ -75,8 +76,8 @@ class ImplicitFactors(Recommender):
         items, bias = self._items64()
         return self.user_factors_[user_index].astype(np.float64) @ items.T + bias[None, :]
 
-    def _dot_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.user_factors_, self.item_factors_, self.item_bias_
+    def _dot_parts(self) -> DotParts:
+        return DotParts(self.user_factors_, self.item_factors_, self.item_bias_, True)
 
     def _scores_for(self, vector: np.ndarray) -> np.ndarray:
         """Scores of one folded-in vector. Float32 here: a single matrix-vector product is bound by

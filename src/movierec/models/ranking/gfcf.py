@@ -48,6 +48,7 @@ import scipy.sparse.linalg
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, interaction_matrix, session_rows
+from movierec.models.core.memory import cooccurrence_pairs, csr_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.ranking.item_item import DenseItemItem
 
@@ -124,6 +125,14 @@ class GFCF(DenseItemItem):
         self.weights_ = gfcf_filter(graph, self.factors, self.ideal_weight)
         if callback is not None:
             callback("solve", {"items": graph.shape[1]})
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Quadratic in movies: the dense float64 linear filter, the ideal low-pass term and their
+        sum (three n^2), and the sparse co-occurrence product before densifying."""
+        n = min(n_items, int(self.max_items))
+        dense = 8 * n * n * (3 if self.ideal_weight > 0 else 1)
+        return int(dense + 12 * cooccurrence_pairs(n_users, n, n_ratings)
+                   + 4 * csr_bytes(n_users, n_ratings) + 3 * 8 * n * int(self.factors))
 
 
 def gfcf_filter(interactions: sp.spmatrix, factors: int, ideal_weight: float) -> np.ndarray:

@@ -40,8 +40,10 @@ import torch
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params, session_rows
+from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch, resolve_device
+from movierec.models.ranking import ials_cpu
 from movierec.models.ranking.factors import ImplicitFactors
 
 __all__ = ["ImplicitALS", "ials_cg_solve", "ials_solve_reference"]
@@ -111,8 +113,8 @@ class _Pattern:
         return self._dots.values()
 
 
-def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: float, steps: int
-                  ) -> torch.Tensor:
+def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: float, steps: int,
+                  fused: bool | None = None) -> torch.Tensor:
     """``steps`` conjugate-gradient steps towards every row's iALS solution at once, in place.
 
     Args:
@@ -121,6 +123,8 @@ def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: 
         x: (n_rows, f) the starting point (the previous epoch's factors: a warm start), overwritten
             with the result.
         reg: L2 penalty. steps: CG steps (>= 1).
+        fused: run each row's steps in one compiled pass (`movierec.models.ranking.ials_cpu`, on a
+            CPU with numba, float32) instead of whole-matrix products; None: fused where it can run.
 
     Returns:
         ``x``: with ``steps`` >= f, the exact solution of `ials_solve_reference` up to rounding.
@@ -130,6 +134,17 @@ def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: 
     """
     gram = other.T @ other
     gram.diagonal().add_(float(reg))
+    can_fuse = (ials_cpu.available and x.device.type == "cpu" and x.dtype == torch.float32
+                and other.dtype == torch.float32 and x.is_contiguous())
+    if fused is None:
+        fused = can_fuse
+    elif fused and not can_fuse:
+        raise ValueError("fused iALS solves need numba and float32 CPU tensors")
+    if fused:
+        ials_cpu.cg_solve_rows(pattern.crow.numpy(), pattern.col.numpy(), pattern.extra.numpy(),
+                               other.contiguous().numpy(), gram.numpy(), x.numpy(), steps,
+                               torch.get_num_threads())
+        return x
     extra = pattern.extra
     r, p, ap, scratch = pattern.workspace(x)
     # r = b - A x with b_u = sum_i c_ui y_i: one sampled product and one sparse product together
@@ -271,6 +286,14 @@ class ImplicitALS(ImplicitFactors):
         self.item_factors_ = items.cpu().numpy()
         self.item_bias_ = np.zeros(n_items, dtype=np.float32)
         self.history_ = history
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Linear: the confidences (with session rows: about twice the ratings) by user and by movie
+        as torch CSR with value buffers, float32 factors and the conjugate-gradient workspaces."""
+        sessions = self.session_weight > 0  # at most one session entry a rating, ~8 ratings a session
+        entries = n_ratings * (2 if sessions else 1)
+        rows = n_users + (n_ratings // 8 if sessions else 0)
+        return int(TORCH_BYTES + 56 * entries + 5 * 4 * int(self.factors) * (rows + n_items))
 
     def _user_solution(self, item_index: np.ndarray, ratings: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:

@@ -14,6 +14,7 @@ from movierec.models.core.interactions import (
     interaction_matrix,
     user_interactions,
 )
+from movierec.models.core.memory import csr_bytes
 from movierec.models.core.recommender import Callback, Recommender
 
 __all__ = ["ItemKNN", "bm25_rows", "knn_similarity"]
@@ -101,6 +102,13 @@ class ItemKNN(Recommender):
         interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
         self.similarity_ = knn_similarity(interactions, self.similarity, self.neighbors, self.shrink,
                                           self.bm25_k1, self.bm25_b, callback)
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """A dense float64 block of similarity rows with its selection temporaries (4 x 2^24 cells at
+        most), the kept neighbours as COO then CSR, and the weighted interaction copies."""
+        block = min(float(n_items) ** 2, _KNN_ELEMENTS)
+        kept = n_items * min(int(self.neighbors), max(n_items - 1, 1))
+        return int(4 * 8 * block + 48 * kept + 5 * csr_bytes(n_items, n_ratings))
 
     # -- scoring -------------------------------------------------------------------------------
     def _interactions(self, user_index: np.ndarray) -> sp.csr_matrix:

@@ -68,6 +68,7 @@ from movierec.models.core.interactions import (
     interaction_matrix,
     user_interactions,
 )
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, csr_bytes, trained_table_bytes
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.topk import top_k
 from movierec.models.core.train import (
@@ -270,6 +271,18 @@ class MultVAE(Recommender):
                             weight_decay=float(self.reg), callback=on_epoch)
         self.interactions_ = interactions
         self._use_weights(module_arrays(net.cpu()))
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The encoder and decoder (n_items x hidden each) with gradients and Adam state, the dense
+        users x movies matrix where it is small enough (else a batch's rows), and a batch's
+        activations over every movie."""
+        hidden = parse_hidden(self.hidden)
+        widths = [*hidden, int(self.latent)]
+        params = 2 * n_items * widths[0] + int(np.dot(widths[:-1], widths[1:]))
+        dense = 4 * n_users * n_items if n_users * n_items <= _DENSE_CELLS else 0
+        batch = 8 * 4 * int(self.batch_size) * n_items
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + trained_table_bytes(params, 2) + dense + batch
+                   + 3 * csr_bytes(n_users, n_ratings))
 
     def _valid_relevant(self, valid: Ratings | None) -> tuple[np.ndarray, sp.csr_matrix] | None:
         """(known user indices, their valid movies as a users x movies CSR) for reporting."""

@@ -6,6 +6,7 @@ import numpy as np
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.interactions import check_interaction_params, interaction_matrix
+from movierec.models.core.memory import csr_bytes
 from movierec.models.core.recommender import Callback, Recommender
 
 __all__ = ["Popularity"]
@@ -43,6 +44,10 @@ class Popularity(Recommender):
         interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
         # float64 sums: float32 would lose whole counts past 2^24 interactions on large data
         self.counts_ = np.asarray(interactions.sum(axis=0, dtype=np.float64)).ravel()
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """An interaction copy of the ratings and the counts."""
+        return 3 * csr_bytes(n_users, n_ratings) + 8 * n_items
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         item_index = np.asarray(item_index, dtype=np.int64)

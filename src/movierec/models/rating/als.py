@@ -11,6 +11,7 @@ import torch
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
+from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch, resolve_device
 from movierec.models.rating.mf import BiasedFactors, rmse, valid_tensors
@@ -240,3 +241,11 @@ class BiasedMFALS(BiasedFactors):
         self.user_factors_ = user_side[:, :k].contiguous().cpu().numpy()
         self.item_factors_ = item_side[:, :k].contiguous().cpu().numpy()
         self.history_ = history
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Ratings as torch tensors and grouped by user and by movie (padded ~20%), float32 factors,
+        and one chunk's gathered factors and normal equations."""
+        k = int(self.factors) + 1
+        chunk = min(_BLOCK_RATINGS, 1.2 * n_ratings)
+        return int(TORCH_BYTES + 20 * n_ratings + 2 * 16 * 1.2 * n_ratings
+                   + 3 * 4 * (n_users + n_items) * k + 4 * chunk * k)

@@ -69,7 +69,8 @@ import torch
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.memory import TORCH_BYTES
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import resolve_device, torch_threads
 
 __all__ = ["BayesianMF"]
@@ -165,6 +166,13 @@ class BayesianMF(Recommender):
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         with torch_threads(self.threads):
             self._sample(train, valid, callback)
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The kept draws ((users + 2 x movies) x samples x (factors + 1), float32), the ratings as
+        tensors with running prediction sums, and the current factors."""
+        width = int(self.factors) + 1
+        tables = n_users + n_items * (2 if self.implicit in ("both", "user") else 1)
+        return int(TORCH_BYTES + 48 * n_ratings + 4 * tables * width * (int(self.samples) + 4))
 
     def _sample(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
@@ -324,6 +332,20 @@ class BayesianMF(Recommender):
 
     def _score_users(self, user_index: np.ndarray) -> np.ndarray:
         return self._scorer().users(np.asarray(user_index))
+
+    def _dot_parts(self) -> DotParts:
+        # the posterior mean: [draws' p_u / S, mu + mean b_u] . [draws' q_i, 1] + mean b_i
+        scorer = self._scorer()
+
+        def build() -> DotParts:
+            users = scorer.user_flat[:-1].cpu().numpy()
+            items = scorer.item_flat[:-1].cpu().numpy()
+            user_terms = (scorer.user_bias[:-1].cpu().numpy() + scorer.mu).astype(users.dtype)
+            return DotParts(np.hstack([users, user_terms[:, None]]),
+                            np.hstack([items, np.ones((len(items), 1), items.dtype)]),
+                            scorer.item_bias[:-1].cpu().numpy(), True)
+
+        return self._cached_parts((scorer,), build)
 
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         return self._scorer().fold_in(np.asarray(item_index), np.asarray(ratings, np.float64))

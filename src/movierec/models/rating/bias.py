@@ -73,6 +73,10 @@ class BiasRecommender(Recommender):
         self.user_bias_ = user_bias
         self.item_bias_ = item_bias
 
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """A few float64 arrays over the ratings (residuals, their users and movies), and the biases."""
+        return 32 * n_ratings + 16 * (n_users + n_items)
+
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         user_part = np.where(user_index >= 0, self.user_bias_[np.maximum(user_index, 0)], 0.0)
         item_part = np.where(item_index >= 0, self.item_bias_[np.maximum(item_index, 0)], 0.0)

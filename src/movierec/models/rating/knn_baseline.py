@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number, is_int
+from movierec.models.core.memory import csr_bytes
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.rating.bias import BiasRecommender
 
@@ -136,6 +137,12 @@ class ItemKNNBaseline(Recommender):
         self.residual_ = self._residuals()
         self.similarity_ = self._similarity(callback)
         self._prepare()
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """The float32 similarity over the movies (at most ``max_items``; quadratic), one float64
+        block of the products that build it, and residuals by movie."""
+        n = min(n_items, int(self.max_items)) + 1
+        return int(4 * n * n + 8 * min(n * n, _DENSE_ELEMENTS) + 5 * csr_bytes(n_users, n_ratings))
 
     def _residuals(self) -> np.ndarray:
         """e_uj = r_uj - mu - b_u - b_j for every stored rating of ``seen_`` (float32, data order)."""

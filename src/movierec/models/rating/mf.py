@@ -46,7 +46,8 @@ from torch import nn
 from movierec.data.dataset import Ratings
 from movierec.errors import ConfigError
 from movierec.models.core.checks import check_int, check_number
-from movierec.models.core.recommender import Callback, Recommender
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
+from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     OPTIMIZERS,
     check_schedule,
@@ -107,6 +108,20 @@ class BiasedFactors(Recommender):
         scores += (self.global_mean_ + self.user_bias_[user_index])[:, None].astype(np.float32)
         scores += self.item_bias_[None, :].astype(np.float32)
         return scores
+
+    def _dot_parts(self) -> DotParts:
+        # [p_u (+ SVD++'s implicit term), mu + b_u] . [q_i, 1] + b_i
+        key = (self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_,
+               self.global_mean_, getattr(self, "user_implicit_", None))
+
+        def build() -> DotParts:
+            n_users = len(self.user_factors_)
+            users = np.hstack([self._user_vectors(np.arange(n_users)),
+                               (self.global_mean_ + self.user_bias_)[:, None]]).astype(np.float32)
+            items = np.hstack([self.item_factors_, np.ones((len(self.item_factors_), 1))])
+            return DotParts(users, items.astype(np.float32), self.item_bias_, True)
+
+        return self._cached_parts(key, build)
 
     def _fold_in_offset(self, item_index: np.ndarray) -> np.ndarray:
         """A (factors,) vector added to the solved p_u (SVD++: the implicit term); zero here."""
@@ -357,3 +372,10 @@ class BiasedMFSGD(GradientMF):
         self._train(module, batch_loss, rows, sse, valid_tensors(self, valid, device), valid_rmse,
                     generator, callback)
         self._keep(module, train)
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Ratings as torch tensors with an epoch's shuffled copy, and the factor tables with their
+        gradients and optimizer state."""
+        width = int(self.factors) + 1
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 48 * n_ratings
+                   + trained_table_bytes(n_users + n_items, width))

@@ -11,6 +11,7 @@ from torch import nn
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_number
+from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import resolve_device
 from movierec.models.rating.mf import FactorModule, GradientMF, valid_tensors
@@ -133,6 +134,12 @@ class SVDpp(GradientMF):
             self.implicit_factors_ = module.implicit.detach().cpu().numpy().copy()
             everyone = torch.arange(train.n_users, device=device)
             self.user_implicit_ = implicit_sums(everyone, indptr[:-1], rated).cpu().numpy()
+
+    def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """`BiasedMFSGD`'s tensors plus the implicit movie table and each user's rated movies."""
+        width = int(self.factors) + 1
+        return int(TORCH_BYTES + AUTOGRAD_BYTES + 64 * n_ratings
+                   + trained_table_bytes(n_users + 2 * n_items, width))
 
     def _check_params(self) -> None:
         super()._check_params()

@@ -1,0 +1,10 @@
+"""Approximate top-k for large catalogs: a faiss inner-product index over the models whose scores are
+inner products (`movierec.models.core.recommender.DotParts`), attached to a model from above
+(`attach`), so the models stay unaware of it. See docs/retrieval.md.
+"""
+
+from movierec.retrieval.index import AnnIndex, fingerprint, load_faiss
+from movierec.retrieval.retriever import ANN_MIN_ITEMS, ANN_MODES, AnnRetriever, attach, describe
+
+__all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "AnnIndex", "AnnRetriever", "attach", "describe", "fingerprint",
+           "load_faiss"]

@@ -1,0 +1,230 @@
+"""Known users' top-k from an `AnnIndex`, with the exact path's guarantees, and `attach`, the policy
+that decides when a model gets one.
+
+`AnnRetriever.top_k` answers `Recommender.recommend_indices` (diversity 0) for a model whose
+`DotParts` it was built from. Per user it over-fetches: ``k`` plus the user's excluded (seen) movies,
+divided by the share of movies that pass the filters, plus a margin; drops seen and filtered movies;
+re-scores the rest exactly (float64 inner products) and orders them by (score, item index) as
+`movierec.models.core.topk` does. A user whose candidates run out before ``k`` while allowed movies
+remain, or who would need more than `_MAX_FETCH_SHARE` of the catalog fetched, is scored exactly
+by the model instead: filters and seen-item exclusion hold whatever the index returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.errors import ConfigError
+from movierec.models.core.recommender import DotParts, Recommender, block_users
+from movierec.models.core.topk import top_k
+from movierec.retrieval.index import AnnIndex, exact_scores, load_faiss
+
+__all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "AnnRetriever", "attach", "describe"]
+
+log = logging.getLogger(__name__)
+
+#: ``ann="auto"`` uses an index from this many movies up (below it, scoring every movie is fast).
+ANN_MIN_ITEMS = 20_000
+ANN_MODES = ("auto", "on", "off")
+# A user needing more than this share of the catalog fetched is cheaper to score exactly.
+_MAX_FETCH_SHARE = 0.25
+# Fetched entries handled per block (users x fetched), to bound scratch memory.
+_BLOCK_ELEMENTS = 1 << 20
+# Candidates re-scored exactly beyond k, so that near-ties at the list's edge resolve exactly.
+_SPARE = 8
+# Users whose lists calibrate the index.
+_CALIBRATION_USERS = 300
+
+
+class AnnRetriever:
+    """`Recommender.retriever` over an `AnnIndex` built from ``parts``.
+
+    Attributes:
+        index: the `AnnIndex`.
+        ann_users, exact_users: users answered from the index, and users scored exactly instead
+            (candidates ran out, or too many to fetch), since construction.
+    """
+
+    def __init__(self, index: AnnIndex, parts: DotParts) -> None:
+        self.index = index
+        self._items, self._offsets = parts.items, parts.offsets
+        self.ann_users = 0
+        self.exact_users = 0
+
+    def top_k(self, model: Recommender, user_index: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+              candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        parts = model._dot_parts()
+        if parts is None or parts.items is not self._items or parts.offsets is not self._offsets:
+            return None  # the model changed since the index was built: score exactly
+        n_items = len(parts.items)
+        width = min(int(k), n_items)
+        items = np.full((len(user_index), width), -1, dtype=np.int64)
+        scores = np.full((len(user_index), width), -np.inf)
+        if width == 0 or len(user_index) == 0:
+            return items, scores
+        allowed_items = n_items if candidates is None else int(np.count_nonzero(candidates))
+        excluded = np.zeros(len(user_index), dtype=np.int64)
+        if exclude is not None:
+            rows = exclude[user_index]
+            if candidates is None:
+                excluded = np.diff(rows.indptr).astype(np.int64)
+            else:
+                row_of = np.repeat(np.arange(len(user_index)), np.diff(rows.indptr))
+                excluded = np.bincount(row_of[candidates[rows.indices]], minlength=len(user_index))
+        allowed = allowed_items - excluded
+        share = allowed_items / n_items
+        need = np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16
+        fetch = np.minimum(1 << np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), n_items)
+        too_many = fetch > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
+        done = np.zeros(len(user_index), dtype=bool)
+        for m in np.unique(fetch[~too_many]).tolist():
+            group = np.flatnonzero((fetch == m) & ~too_many)
+            step = max(1, _BLOCK_ELEMENTS // m)
+            for start in range(0, len(group), step):
+                chosen = group[start : start + step]
+                got, got_scores, full = self._from_index(parts, user_index[chosen], m, width, exclude,
+                                                         candidates, allowed[chosen])
+                items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
+                done[chosen[full]] = True
+        self.ann_users += int(done.sum())
+        rest = np.flatnonzero(~done)
+        if len(rest):
+            self.exact_users += len(rest)
+            items[rest], scores[rest] = _exact(model, user_index[rest], width, exclude, candidates)
+        if not parts.exact:  # ranked by a monotone stand-in: show the model's own scores
+            filled = items >= 0
+            rows = np.repeat(user_index, width).reshape(items.shape)
+            scores[filled] = model._predict(rows[filled], items[filled])
+        return items, scores
+
+    def _from_index(self, parts: DotParts, users: np.ndarray, m: int, width: int,
+                    exclude: sp.csr_matrix | None, candidates: np.ndarray | None, allowed: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``width`` of ``m`` fetched per user, and which users' lists are complete."""
+        found, inner = self.index.search(parts.users[users], m)
+        valid = found >= 0
+        if candidates is not None:
+            valid &= candidates[np.maximum(found, 0)]
+        if exclude is not None:
+            n_items = len(parts.items)
+            rows = exclude[users]
+            seen = (np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr)) * n_items
+                    + rows.indices)
+            codes = np.arange(len(users), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
+            valid &= ~np.isin(codes, seen)
+        n_valid = valid.sum(axis=1)
+        # the index's float32 products pick a short list; float64 re-scoring orders it as the exact
+        # path does (score, then item index), so near-ties at its edge fall the exact path's way
+        short = min(m, width + _SPARE)
+        inner = np.where(valid, inner, -np.inf)
+        if short < m:
+            pick = np.argpartition(-inner, short - 1, axis=1)[:, :short]
+            found, valid = np.take_along_axis(found, pick, axis=1), np.take_along_axis(valid, pick, axis=1)
+        values = exact_scores(parts, users, np.where(valid, found, -1))
+        keys = np.where(valid, found, np.iinfo(np.int64).max)
+        order = np.lexsort((keys, -values), axis=1)[:, :width]
+        top = np.take_along_axis(found, order, axis=1)
+        top_values = np.take_along_axis(values, order, axis=1)
+        ok = np.take_along_axis(valid, order, axis=1)
+        top[~ok], top_values[~ok] = -1, -np.inf
+        full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
+        return top, top_values, full
+
+
+def _exact(model: Recommender, users: np.ndarray, width: int, exclude: sp.csr_matrix | None,
+           candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's own exact ranking (every movie scored), a block of users at a time."""
+    items = np.empty((len(users), width), dtype=np.int64)
+    scores = np.empty((len(users), width))
+    step = block_users(len(model.items_))
+    for start in range(0, len(users), step):
+        block = users[start : start + step]
+        excl = exclude[block] if exclude is not None else None
+        got = top_k(model._score_users(block), width, excl, candidates)
+        items[start : start + len(block)], scores[start : start + len(block)] = got
+    return items, scores
+
+
+def attach(model: Recommender, folder: str | Path | None = None, ann: str = "auto", *,
+           min_items: int | None = None, target_recall: float = 0.98) -> AnnRetriever | None:
+    """Give ``model`` an approximate retriever per ``ann`` and return it (None: exact scoring).
+
+    ``ann``: ``"off"`` never; ``"on"`` whenever the model's scores are inner products; ``"auto"``
+    when they are and the catalog has at least ``min_items`` movies (default `ANN_MIN_ITEMS`). The
+    index comes from ``folder`` (a model folder) when one saved there was built for this very model (same
+    `fingerprint`); otherwise it is built and calibrated to ``target_recall`` (recall@10 against
+    exact lists), then saved into ``folder`` for the next time (a folder that cannot be written only
+    costs the rebuild). Without faiss the model scores exactly, with one logged warning.
+
+    Raises:
+        ConfigError: ``ann`` is not one of `ANN_MODES`, or ``"on"`` for a model whose scores are not
+            inner products.
+    """
+    if ann not in ANN_MODES:
+        raise ConfigError(f"ann must be one of {', '.join(ANN_MODES)}, got {ann!r}")
+    model.retriever = None
+    if ann == "off":
+        return None
+    model._require_fitted()
+    if ann == "auto" and len(model.items_) < (ANN_MIN_ITEMS if min_items is None else min_items):
+        return None
+    parts = model._dot_parts()
+    if parts is None:
+        if ann == "on":
+            raise ConfigError(f"{model.name} does not score by inner products, so it has no approximate "
+                              f"retrieval; use --ann auto or off (e.g. ials, biased-mf-als have one)")
+        return None
+    if load_faiss() is None:
+        log.warning("faiss is not installed (pip install 'movierec[ann]'): scoring every movie exactly")
+        return None
+    folder = Path(folder) if folder is not None else None
+    index = AnnIndex.load(folder, model.name, parts) if folder is not None else None
+    if index is None:
+        index = AnnIndex.build(parts)
+        _calibrate(AnnRetriever(index, parts), model, target_recall)
+        if folder is not None:
+            try:
+                index.save(folder, model.name)
+            except OSError as exc:
+                log.warning("could not save the ann index into %s (%s); it lives in memory only", folder,
+                            exc)
+    retriever = AnnRetriever(index, parts)
+    model.retriever = retriever
+    return retriever
+
+
+def _calibrate(retriever: AnnRetriever, model: Recommender, target: float, k: int = 10,
+               seed: int = 0) -> None:
+    """Set the index's ``nprobe`` from the lists users get: recall@``k`` (seen movies excluded) of
+    `AnnRetriever.top_k` against the exact path, on `_CALIBRATION_USERS` random users. A returned
+    movie counts when its exact score reaches the k-th exact one (ties swap freely)."""
+    parts = model._dot_parts()
+    n_users = len(parts.users)
+    users = np.sort(np.random.default_rng(seed).choice(n_users, min(_CALIBRATION_USERS, n_users),
+                                                       replace=False))
+    width = min(k, len(parts.items))
+    want, _ = _exact(model, users, width, model.seen_, None)
+    wanted = int((want >= 0).sum())
+    kth = exact_scores(parts, users, want[:, -1:])  # -inf where a user has fewer than k movies left
+    tolerance = 1e-6 * np.maximum(np.abs(np.where(np.isfinite(kth), kth, 0.0)), 1.0)
+
+    def recall_at(nprobe: int) -> float:
+        retriever.index.nprobe = nprobe
+        got, _ = retriever.top_k(model, users, width, model.seen_, None)
+        hit = (got >= 0) & (exact_scores(parts, users, got) >= kth - tolerance)
+        return float(hit.sum() / max(wanted, 1))
+
+    retriever.index.calibrate(recall_at, target)
+    retriever.ann_users = retriever.exact_users = 0
+
+
+def describe(retriever: Any) -> str:
+    """One line for people: what the retriever is and how good its calibration was."""
+    index = retriever.index
+    return (f"approximate top-k (faiss IVF, {index.nlist} lists, nprobe {index.nprobe}): "
+            f"recall@10 {index.recall:.3f} against exact lists")

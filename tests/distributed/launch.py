@@ -1,0 +1,77 @@
+"""Start the `movierec` command as the ranks of a torch.distributed launch, the way torchrun sets them
+up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), without torchrun's own agent, so a test
+sees each rank's exit code and stderr.
+
+``die_after``: rank -> n makes that rank's process exit abruptly (os._exit, as a killed process) at its
+n-th call of the named solver function, i.e. in the middle of training.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# The command as `python -m movierec` runs it, with an optional injected crash.
+BOOT = """
+import os, sys
+die = os.environ.get("TEST_DIE_AFTER")
+if die:
+    import movierec.distributed.solvers as solvers
+    name, count = die.split(":")
+    original, calls = getattr(solvers, name), [0]
+    def dying(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] >= int(count):
+            os._exit(17)
+        return original(*args, **kwargs)
+    setattr(solvers, name, dying)
+from movierec.cli import main
+sys.argv = ["movierec", *sys.argv[1:]]
+main()
+"""
+
+
+@dataclass
+class Rank:
+    code: int
+    out: str
+    err: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch(args: list[str], world: int = 2, *, ranks: list[int] | None = None,
+           world_of: dict[int, int] | None = None, die_after: dict[int, str] | None = None,
+           port: int | None = None, timeout: float = 120) -> list[Rank]:
+    """Run ``movierec ARGS`` as ranks ``ranks`` (default all) of a ``world``-process launch."""
+    port = port or free_port()
+    procs = []
+    for rank in ranks if ranks is not None else range(world):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str((world_of or {}).get(rank, world)), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+        env.pop("TEST_DIE_AFTER", None)
+        if die_after and rank in die_after:
+            env["TEST_DIE_AFTER"] = die_after[rank]
+        procs.append(subprocess.Popen([sys.executable, "-c", BOOT, "--threads", "1", *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results.append(Rank(proc.returncode, out, err))
+    return results

@@ -1,0 +1,237 @@
+"""Training across processes (torch.distributed, gloo): the shards, the solvers against the single
+process, and two-process launches of the `movierec` command (quality, crashes, bad launches).
+
+The launches start each rank as its own process with the variables torchrun sets (see `launch`);
+each takes some seconds, most of it importing torch twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner, Result
+
+from movierec.artifacts import load_model
+from movierec.cli import app
+from movierec.data.synth import synthesize
+from movierec.distributed import COVERED, check_covered, join_group
+from movierec.distributed.group import Group
+from movierec.distributed.shard import all_gather_rows, shard_bounds, strided_shard
+from movierec.distributed.solvers import ials_shards, solve_als, solve_ials
+from movierec.errors import ConfigError
+from movierec.models.core.interactions import interaction_matrix, session_rows
+from movierec.models.ranking.ials import ImplicitALS
+from movierec.models.rating.als import BiasedMFALS
+
+from .launch import launch
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ratings.parquet + movies.csv of a small synthetic set (300 users, 200 movies, with times)."""
+    folder = tmp_path_factory.mktemp("synth")
+    result = CliRunner().invoke(app, ["data", "synth", "--users", "300", "--items", "200",
+                                      "--ratings", "12000", "--seed", "3", "--out", str(folder),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def data_args(folder: Path) -> list[str]:
+    return [str(folder / "ratings.parquet"), "--movies", str(folder / "movies.csv")]
+
+
+def single(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["--threads", "1", *args, "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout)
+
+
+def one_error_line(rank_err: str, *fragments: str) -> str:
+    lines = rank_err.strip().splitlines()
+    assert len(lines) == 1, rank_err
+    assert lines[0].startswith("error: ") and "Traceback" not in rank_err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# -- shards ------------------------------------------------------------------------------------
+@given(st.integers(0, 1000), st.integers(1, 9))
+def test_row_blocks_cover_every_row_once_in_order_and_differ_by_at_most_one(n, world):
+    bounds = [shard_bounds(n, r, world) for r in range(world)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    sizes = [stop - start for start, stop in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@given(st.integers(1, 500), st.integers(1, 7))
+def test_the_strided_sampler_covers_every_row_with_equal_shards(n, world):
+    shards = [strided_shard(n, r, world) for r in range(world)]
+    assert {len(s) for s in shards} == {-(-n // world)}
+    assert set(np.concatenate(shards).tolist()) == set(range(n))
+    # padding repeats at most one row per shard
+    assert sum(len(s) for s in shards) - n < world
+
+
+def test_ials_shards_are_the_blocks_of_the_single_process_matrix():
+    train = synthesize(120, 80, 3000, seed=1).ratings
+    model = ImplicitALS(alpha=3.0, weighting="centered", min_rating=2.0, session_weight=0.5)
+    model.seen_ = train.csr
+    whole = interaction_matrix(train.csr, model.min_rating, model.weighting)
+    sessions = session_rows(train, model.session_gap, model.min_rating, model.weighting)
+    whole = sp.vstack([whole, (0.5 * sessions).astype(np.float32)]).tocsr()
+    whole.data *= np.float32(3.0)
+    world = 3
+    rows, cols = [], []
+    for rank in range(world):
+        by_user, by_item, n_rows, n_real = ials_shards(model, train, rank, world)
+        assert (n_rows, n_real) == (whole.shape[0], train.n_users)
+        rows.append(by_user)
+        cols.append(by_item)
+    assert abs(sp.vstack(rows) - whole).max() == 0
+    assert abs(sp.vstack(cols).T - whole).max() == 0
+    # no rank holds the whole matrix: its two shards together are about 2/world of it
+    assert all(r.nnz + c.nnz < 0.8 * whole.nnz for r, c in zip(rows, cols, strict=True))
+
+
+@pytest.fixture
+def group_of_one() -> Iterator[Group]:
+    """A real gloo group of one process (the collectives run, trivially)."""
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield Group(0, 1, 0, "gloo", torch.device("cpu"), 30.0)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_gather_of_one_block_is_the_block(group_of_one):
+    block = torch.arange(12.0).view(4, 3)
+    assert torch.equal(all_gather_rows(block, 4, 1), block)
+
+
+def test_the_sharded_solvers_on_one_rank_are_the_models_own_training(group_of_one):
+    train = synthesize(150, 90, 4000, seed=2).ratings
+    ials = ImplicitALS(factors=8, epochs=3, device="cpu").fit(train)
+    state = solve_ials(ImplicitALS(factors=8, epochs=3), train, group_of_one)
+    assert state is not None
+    np.testing.assert_allclose(state["user_factors_"], ials.user_factors_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(state["item_factors_"], ials.item_factors_, rtol=0, atol=1e-6)
+    als = BiasedMFALS(factors=6, epochs=3, device="cpu").fit(train)
+    state = solve_als(BiasedMFALS(factors=6, epochs=3), train, group_of_one)
+    assert state is not None
+    np.testing.assert_allclose(state["user_factors_"], als.user_factors_, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(state["item_bias_"], als.item_bias_, rtol=0, atol=1e-5)
+    assert state["global_mean_"] == als.global_mean_
+    assert [round(h["train_rmse"], 5) for h in state["history_"]] == [
+        round(h["train_rmse"], 5) for h in als.history_]
+
+
+# -- refusals without a launch -------------------------------------------------------------------
+def test_models_not_covered_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match="does not cover model 'ease'; it covers ials"):
+        check_covered("ease")
+    assert set(COVERED) >= {"ials", "biased-mf-als", "mult-vae", "mean-normalized-mf"}
+
+
+def assert_cli_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    one_error_line(result.stderr, *fragments)
+    assert result.stdout == ""
+
+
+def test_the_command_refuses_an_uncovered_model_and_a_missing_launch(small):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", *data_args(small), "-m", "ease", "--distributed"])
+    assert_cli_error(result, "does not cover model 'ease'")
+    env = {k: None for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    result = runner.invoke(app, ["evaluate", *data_args(small), "-m", "ials", "--distributed"], env=env)
+    assert_cli_error(result, "needs a torchrun launch", "MASTER_ADDR")
+
+
+def test_a_rank_out_of_range_is_refused():
+    env = {"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    with pytest.raises(ConfigError, match=r"RANK must be < WORLD_SIZE \(2\), got 2"):
+        join_group(5.0, environ=env)
+
+
+# -- two processes -------------------------------------------------------------------------------
+def test_two_process_ials_ranks_as_well_as_one_process(small):
+    args = ["evaluate", *data_args(small), "-m", "ials", "-p", "epochs=4", "-p", "factors=16"]
+    ranks = launch(["--threads", "1", *args, "--distributed", "--json"])
+    assert [r.code for r in ranks] == [0, 0], [r.err for r in ranks]
+    assert ranks[1].out == ""  # only rank 0 reports
+    two = json.loads(ranks[0].out)["metrics"]
+    one = single(*args)["metrics"]
+    assert abs(two["ndcg@10"] - one["ndcg@10"]) <= 0.002
+    assert two["ndcg@10"] > 0.05  # it learned something: popularity-free ranking of a learnable set
+
+
+def test_two_process_training_writes_one_artifact_as_good_as_one_process(small, tmp_path):
+    args = ["train", *data_args(small), "-m", "mean-normalized-mf", "-p", "epochs=25"]
+    ranks = launch(["--threads", "1", *args, "--distributed", "--json", "-o", str(tmp_path / "two")])
+    assert [r.code for r in ranks] == [0, 0], [r.err for r in ranks]
+    two = json.loads(ranks[0].out)
+    one = single(*args, "-o", str(tmp_path / "one"))
+    assert abs(two["metrics"]["rmse"] - one["metrics"]["rmse"]) <= 0.005
+    artifact = load_model(tmp_path / "two")
+    assert artifact.manifest["metrics"]["rmse"] == pytest.approx(two["metrics"]["rmse"])
+    assert artifact.model.get_params()["device"] == "auto"  # the launch left the model's settings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+def test_two_process_als_matches_one_process(small):
+    args = ["evaluate", *data_args(small), "-m", "biased-mf-als", "-p", "epochs=3"]
+    ranks = launch(["--threads", "1", *args, "--distributed", "--json"])
+    assert [r.code for r in ranks] == [0, 0], [r.err for r in ranks]
+    assert json.loads(ranks[0].out)["metrics"]["rmse"] == pytest.approx(
+        single(*args)["metrics"]["rmse"], abs=1e-5)
+
+
+def test_a_rank_that_dies_mid_training_fails_the_run_in_one_line_and_writes_nothing(small, tmp_path):
+    target = tmp_path / "model"
+    ranks = launch(["train", *data_args(small), "-m", "ials", "-p", "epochs=30", "--distributed",
+                    "--dist-timeout", "20", "--json", "-o", str(target)],
+                   die_after={1: "ials_cg_solve:3"})  # rank 1 vanishes in its second epoch
+    assert ranks[1].code == 17
+    assert ranks[0].code == 2
+    one_error_line(ranks[0].err, "training ials failed on rank 0 of 2", "no model was written")
+    assert ranks[0].out == ""
+    assert list(tmp_path.iterdir()) == []  # no artifact, no temporary folder
+
+
+def test_mismatched_world_sizes_stop_in_one_line(small):
+    args = ["evaluate", *data_args(small), "-m", "ials", "--distributed", "--dist-timeout", "3"]
+    ranks = launch(args, world_of={1: 3})
+    assert [r.code for r in ranks] == [2, 2]
+    one_error_line(ranks[0].err, "rank 1 was started with WORLD_SIZE 3 and rank 0 with 2")
+    one_error_line(ranks[1].err, "rank 0 was started with WORLD_SIZE 2 and rank 1 with 3")
+
+
+def test_an_unreachable_rendezvous_stops_in_one_line_after_the_timeout(small):
+    args = ["evaluate", *data_args(small), "-m", "ials", "--distributed", "--dist-timeout", "3"]
+    alone = launch(args, ranks=[1])  # rank 0 never comes: nothing listens at MASTER_PORT
+    assert alone[0].code == 2
+    one_error_line(alone[0].err, "rendezvous at 127.0.0.1:", "not complete within 3 s as rank 1 of 2")

@@ -1,0 +1,226 @@
+"""Approximate retrieval (`movierec.retrieval`) against the exact path: the same lists when calibrated
+to full recall, recall >= the target otherwise, seen movies and filters always respected, stale indexes
+refused and rebuilt, and exact scoring with a warning where faiss is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from movierec.artifacts import load_model, save_model
+from movierec.data.synth import synthesize
+from movierec.errors import ConfigError
+from movierec.models.core.topk import top_k
+from movierec.models.registry import create_model
+from movierec.retrieval import ANN_MIN_ITEMS, AnnIndex, attach
+from movierec.retrieval.index import INDEX_FILE, META_FILE, exact_scores
+
+needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
+                                 reason="faiss is not installed (pip install 'movierec[ann]')")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthesize(300, 1500, 15000, seed=4)
+
+
+def _fit(name: str, data: Any, seed: int = 0):
+    params = {"factors": 8, "epochs": 2, "random_state": seed}
+    return create_model(name, **params).fit(data.ratings, catalog=data.catalog)
+
+
+def _exhaustive(retriever: Any) -> Any:
+    """Probe every list: the index's answers are then exact (its vectors are stored in full)."""
+    retriever.index.nprobe = retriever.index.nlist
+    return retriever
+
+
+def _exact(model: Any, users: np.ndarray, k: int, **kwargs: Any):
+    retriever, model.retriever = model.retriever, None
+    try:
+        return model.recommend_indices(users, k, **kwargs)
+    finally:
+        model.retriever = retriever
+
+
+@needs_faiss
+@pytest.mark.parametrize("name", ["ials", "biased-mf-als"])
+def test_an_exhaustive_index_gives_the_exact_lists(name: str, data: Any) -> None:
+    model = _fit(name, data)
+    retriever = _exhaustive(attach(model, ann="on", target_recall=1.0))
+    assert retriever is not None and model.retriever is retriever
+    users = np.arange(len(model.users_))
+    got_items, got_scores = model.recommend_indices(users, 10)
+    want_items, want_scores = _exact(model, users, 10)
+    assert retriever.ann_users > 0
+    np.testing.assert_array_equal(got_items, want_items)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+
+
+@needs_faiss
+def test_default_calibration_reaches_the_target_recall(data: Any) -> None:
+    model = _fit("ials", data)
+    retriever = attach(model, ann="on")
+    assert retriever.index.recall >= 0.98
+    users = np.arange(len(model.users_))
+    got, _ = model.recommend_indices(users, 10, exclude_seen=False)
+    parts = model._dot_parts()
+    exact = exact_scores(parts, users)
+    kth = top_k(exact, 10)[1][:, -1:]
+    hit = exact[users[:, None], got] >= kth - 1e-9
+    assert hit.mean() >= 0.98
+    # with seen movies excluded (fetched deeper): the same recall against the exact lists
+    got, _ = model.recommend_indices(users, 10)
+    seen = model.seen_.toarray() > 0
+    exact[seen] = -np.inf
+    kth = top_k(exact, 10)[1][:, -1:]
+    assert (exact[users[:, None], got] >= kth - 1e-9).mean() >= 0.98
+
+
+@needs_faiss
+def test_seen_movies_and_filters_hold(data: Any) -> None:
+    model = _fit("biased-mf-als", data)
+    _exhaustive(attach(model, ann="on"))
+    users = np.arange(len(model.users_))
+    candidates = model.candidate_mask(genres=["Drama", "Comedy"])
+    got, got_scores = model.recommend_indices(users, 20, candidates=candidates)
+    seen = model.seen_
+    for u in users:
+        row = got[u][got[u] >= 0]
+        assert not set(row.tolist()) & set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+        assert candidates[row].all()
+    want, want_scores = _exact(model, users, 20, candidates=candidates)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+
+
+@needs_faiss
+def test_a_user_whose_candidates_run_out_is_scored_exactly(data: Any) -> None:
+    model = _fit("ials", data)
+    retriever = attach(model, ann="on")
+    users = np.arange(len(model.users_))
+    candidates = np.zeros(len(model.items_), dtype=bool)
+    candidates[np.random.default_rng(0).choice(len(model.items_), 6, replace=False)] = True
+    got, got_scores = model.recommend_indices(users, 10, candidates=candidates)
+    want, _ = _exact(model, users, 10, candidates=candidates)
+    np.testing.assert_array_equal(got, want)  # 6 movies or fewer, then -1 padding, like the exact path
+    assert (got[:, 6:] == -1).all() and np.isneginf(got_scores[:, 6:]).all()
+    assert retriever.exact_users > 0
+
+
+@needs_faiss
+def test_monotone_parts_show_the_models_own_scores(data: Any) -> None:
+    model = create_model("dot-bias-sigmoid", factors=8, epochs=2).fit(data.ratings)
+    attach(model, ann="on")
+    items, scores = model.recommend_indices(np.arange(20), 5)
+    rows = np.repeat(np.arange(20), 5)
+    np.testing.assert_allclose(scores.ravel(), model._predict(rows, items.ravel()))
+    low, high = model.scale_
+    assert ((scores >= low) & (scores <= high)).all()
+
+
+@needs_faiss
+def test_the_index_is_saved_reused_and_a_stale_one_rebuilt(data: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    folder = save_model(_fit("ials", data), tmp_path / "model")
+    model = load_model(folder).model
+    first = attach(model, folder, ann="on")
+    assert (folder / INDEX_FILE).is_file() and (folder / META_FILE).is_file()
+    load_model(folder)  # the extra files do not disturb the artifact
+
+    def no_build(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("rebuilt an index that matches")
+
+    again = load_model(folder).model
+    with monkeypatch.context() as patch:
+        patch.setattr(AnnIndex, "build", no_build)
+        reused = attach(again, folder, ann="on")
+    assert reused.index.fingerprint == first.index.fingerprint
+    assert reused.index.nprobe == first.index.nprobe
+    users = np.arange(len(again.users_))
+    np.testing.assert_array_equal(again.recommend_indices(users, 10)[0],
+                                  model.recommend_indices(users, 10)[0])
+
+    other = _fit("ials", data, seed=7)  # another version of the model, pointed at the old index
+    with caplog.at_level(logging.WARNING, logger="movierec.retrieval"):
+        rebuilt = attach(other, folder, ann="on")
+    assert "built for another model version" in caplog.text
+    assert rebuilt.index.fingerprint != first.index.fingerprint
+    with monkeypatch.context() as patch:  # and the rebuilt one was saved in its place
+        patch.setattr(AnnIndex, "build", no_build)
+        assert attach(other, folder, ann="on").index.fingerprint == rebuilt.index.fingerprint
+
+
+@needs_faiss
+def test_a_corrupt_index_file_is_rebuilt(data: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = _fit("ials", data)
+    attach(model, tmp_path, ann="on")
+    (tmp_path / INDEX_FILE).write_bytes(b"not an index")
+    with caplog.at_level(logging.WARNING, logger="movierec.retrieval"):
+        assert attach(model, tmp_path, ann="on") is not None
+    assert "corrupt" in caplog.text
+
+
+def test_without_faiss_the_model_scores_exactly(data: Any, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    model = _fit("ials", data)
+    with caplog.at_level(logging.WARNING, logger="movierec.retrieval"):
+        assert attach(model, ann="on") is None
+    assert model.retriever is None
+    notices = [r for r in caplog.records if "faiss is not installed" in r.getMessage()]
+    assert len(notices) == 1 and "\n" not in notices[0].getMessage()
+    users = np.arange(len(model.users_))
+    np.testing.assert_array_equal(model.recommend_indices(users, 5)[0], _exact(model, users, 5)[0])
+
+
+@needs_faiss
+def test_auto_uses_an_index_only_for_large_catalogs(data: Any) -> None:
+    model = _fit("ials", data)
+    assert len(model.items_) < ANN_MIN_ITEMS
+    assert attach(model) is None and model.retriever is None
+    assert attach(model, min_items=len(model.items_)) is not None
+    assert attach(model, ann="off") is None and model.retriever is None
+
+
+def test_bad_modes_and_models_without_inner_products_are_refused(data: Any) -> None:
+    model = create_model("popularity").fit(data.ratings)
+    with pytest.raises(ConfigError, match="ann must be one of auto, on, off, got 'sometimes'"):
+        attach(model, ann="sometimes")
+    with pytest.raises(ConfigError, match="popularity does not score by inner products"):
+        attach(model, ann="on")
+    assert attach(model, ann="auto", min_items=1) is None
+
+
+@needs_faiss
+def test_refitting_drops_the_index(data: Any) -> None:
+    model = _fit("ials", data)
+    retriever = attach(model, ann="on")
+    model.fit(data.ratings)
+    assert model.retriever is None
+    # a retriever kept by hand for replaced arrays declines, and the exact path answers
+    assert retriever.top_k(model, np.arange(3), 5, None, None) is None
+
+
+@needs_faiss
+def test_the_service_ranks_a_large_catalog_through_the_index(data: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from movierec.retrieval import retriever as retriever_module
+    from movierec.service.state import Loaded
+
+    folder = save_model(_fit("ials", data), tmp_path / "model")
+    small = Loaded(load_model(folder), folder)
+    assert small.model.retriever is None  # 1,500 movies: below the automatic threshold
+    monkeypatch.setattr(retriever_module, "ANN_MIN_ITEMS", len(small.model.items_))
+    loaded = Loaded(load_model(folder), folder)
+    assert loaded.model.retriever is not None and (folder / INDEX_FILE).is_file()
+    user = loaded.model.users_.ids[0]
+    picks = loaded.model.picks(user, 10)
+    assert len(picks.items) == 10 and loaded.model.retriever.ann_users == 1
