@@ -313,6 +313,12 @@ def _check_structure(path: Path, manifest: dict[str, Any], tensors: dict[str, np
                 fail(f"{name} holds movie indices outside 0..{items - 1}")
             continue
         member_items = items if own is None else len(own)
+        # a dense item-item model learned on its most-rated movies only (EASE, GF-CF over max_items)
+        kept = tensors.get(f"{_STATE}{prefix}.kept" if prefix else f"{_STATE}kept")
+        if last == "kept" and kept is not None:
+            if kept.ndim != 1 or (len(kept) and (kept.min() < 0 or kept.max() >= member_items)):
+                fail(f"{name} holds movie indices outside 0..{member_items - 1}")
+            continue
         named = last in _USER_ROWS or last in _ITEM_ROWS or last in _ITEM_SQUARE
         if named and array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             fail(f"{name} holds NaN or infinite values")
@@ -322,8 +328,9 @@ def _check_structure(path: Path, manifest: dict[str, Any], tensors: dict[str, np
         n = member_items
         if last in _ITEM_ROWS and rows != n:
             fail(f"{name} has {rows} rows, expected {n} (one per movie)")
-        if last in _ITEM_SQUARE and array.shape != (n, n):
-            fail(f"{name} has shape {array.shape}, expected ({n}, {n})")
+        square = n if kept is None else len(kept)
+        if last in _ITEM_SQUARE and array.shape != (square, square):
+            fail(f"{name} has shape {array.shape}, expected ({square}, {square})")
         if (last in _ITEM_POINTERS or ".".join(two) in _ITEM_POINTERS) and rows != n + 1:
             fail(f"{name} has {rows} entries, expected {n + 1} (movies + 1)")
         if last in _ITEM_INDICES and len(array) and (array.min() < 0 or array.max() >= n):
