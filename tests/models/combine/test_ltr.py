@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from movierec.artifacts import load_model, save_model
 from movierec.data.dataset import Ratings
 from movierec.data.split import make_split, user_ratio_split
 from movierec.errors import ConfigError
@@ -147,7 +148,7 @@ def test_lists_and_scores_in_small_blocks_of_users_equal_one_block(monkeypatch):
     np.testing.assert_allclose(whole._score_users(users), scores, rtol=1e-12)  # scoring in blocks too
 
 
-def test_max_items_caps_the_dense_members_unless_they_set_their_own():
+def test_max_items_caps_the_dense_members_unless_they_set_their_own(tmp_path):
     data = small()  # 20 movies
     model = LearnedBlend(members="ease:reg=5.0,gf-cf:factors=3:max_items=15,ials:factors=4",
                          weights="0.4,0.4,0.2", candidates=5, carve_outs=1, max_items=12).fit(data)
@@ -158,6 +159,9 @@ def test_max_items_caps_the_dense_members_unless_they_set_their_own():
     assert not hasattr(ials, "kept_")
     scores = model._score_users(np.arange(data.n_users))
     assert np.isfinite(scores).all()
+    save_model(model, tmp_path / "m")  # the capped members' kept movies travel in the artifact
+    np.testing.assert_array_equal(load_model(tmp_path / "m").model._score_users(np.arange(data.n_users)),
+                                  scores)
     # within the cap the members are the uncapped ones: the same model as a cap above the catalog
     within = LearnedBlend(**MEMBERS, candidates=5, carve_outs=1, max_items=20).fit(data)
     above = LearnedBlend(**MEMBERS, candidates=5, carve_outs=1, max_items=10**6).fit(data)

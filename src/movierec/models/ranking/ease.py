@@ -155,7 +155,10 @@ def ease_weights(interactions: sp.spmatrix, reg: float, dropout: float = 0.0,
     gram = (x.T @ x).toarray()
     if sessions is not None and session_weight > 0:
         s = sp.csr_matrix(sessions, dtype=np.float64)
-        gram += session_weight * (s.T @ s).toarray()
+        session_gram = (s.T @ s).toarray()
+        session_gram *= session_weight  # in place: one more dense n_items^2 buffer, not two
+        gram += session_gram
+        del session_gram
     diagonal = np.diag(gram).copy()
     gram[np.diag_indices_from(gram)] += reg + dropout / (1.0 - dropout) * diagonal
     # Inverse of an SPD matrix through its Cholesky factor: about half the work of a general

@@ -171,4 +171,6 @@ def gfcf_filter(interactions: sp.spmatrix, factors: int, ideal_weight: float) ->
     if vectors is None:
         _, vectors = scipy.linalg.eigh(linear, subset_by_index=[n_items - k, n_items - 1])
     ideal = (vectors * item_scale[:, None]) @ (vectors.T * np.sqrt(item_degree)[None, :])
-    return linear + ideal_weight * ideal
+    ideal *= ideal_weight  # in place: two dense n_items^2 buffers alive, not four (same values)
+    linear += ideal
+    return linear
