@@ -20,7 +20,7 @@ cut, which ``NORMAL`` may roll back. The fsync has a price: one writer in proces
 writes/s with NORMAL and 170-430 with FULL on the shared VM's virtual disk (a local SSD syncs
 faster); ``Store(..., sqlite_synchronous="NORMAL")`` trades the power-cut guarantee for them.
 PostgreSQL commits with its own ``synchronous_commit`` (``on`` unless the operator turned it off),
-i.e. after its WAL is flushed. ``tests/service/test_durability.py`` and ``benchmarks/reliability.py``
+i.e. after its WAL is flushed. ``tests/service/test_service_durability.py`` and ``benchmarks/reliability.py``
 kill the service with SIGKILL under concurrent writers and check that every acknowledged write is
 there and none is half applied.
 
