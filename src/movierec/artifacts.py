@@ -70,7 +70,7 @@ _KNOWN_FILES = (_TENSORS, "vocab.json", "catalog.parquet")
 _USER_ROWS = frozenset({"user_bias", "user_factors", "user_samples", "user_implicit", "user", "last_day"})
 _ITEM_ROWS = frozenset({"item_bias", "item_factors", "item_samples", "implicit_samples", "item_mean",
                         "implicit_factors", "item", "counts", "active", "popularity", "log_share",
-                        "mean_rating", "first_day"})
+                        "mean_rating", "first_day", "fallback"})
 _ITEM_SQUARE = frozenset({"weights"})  # item x item
 _ITEM_POINTERS = frozenset({"sim_indptr", "features.indptr"})  # CSR over items: n_items + 1
 _ITEM_INDICES = frozenset({"sim_indices", "sim_rows", "sim_cols"})  # movie indices
@@ -307,9 +307,11 @@ def _check_structure(path: Path, manifest: dict[str, Any], tensors: dict[str, np
         key = name[len(_STATE):]
         prefix, _, last = key.rpartition(".")
         two = key.rsplit(".", 2)[-2:]
-        own = tensors.get(f"{_STATE}{prefix}.items")  # a member fitted on some of the movies
-        if last == "items" and own is not None:
-            if own.ndim != 1 or (len(own) and (own.min() < 0 or own.max() >= items)):
+        sibling = f"{_STATE}{prefix}." if prefix else _STATE
+        own = tensors.get(sibling + "items")  # a member fitted on some of the movies
+        kept = tensors.get(sibling + "kept")  # a model that keeps weights for some movies only
+        if (last == "items" and own is not None) or (last == "kept" and kept is not None):
+            if array.ndim != 1 or (len(array) and (array.min() < 0 or array.max() >= items)):
                 fail(f"{name} holds movie indices outside 0..{items - 1}")
             continue
         member_items = items if own is None else len(own)
@@ -322,8 +324,9 @@ def _check_structure(path: Path, manifest: dict[str, Any], tensors: dict[str, np
         n = member_items
         if last in _ITEM_ROWS and rows != n:
             fail(f"{name} has {rows} rows, expected {n} (one per movie)")
-        if last in _ITEM_SQUARE and array.shape != (n, n):
-            fail(f"{name} has shape {array.shape}, expected ({n}, {n})")
+        square = n if kept is None else len(kept)
+        if last in _ITEM_SQUARE and array.shape != (square, square):
+            fail(f"{name} has shape {array.shape}, expected ({square}, {square})")
         if (last in _ITEM_POINTERS or ".".join(two) in _ITEM_POINTERS) and rows != n + 1:
             fail(f"{name} has {rows} entries, expected {n + 1} (movies + 1)")
         if last in _ITEM_INDICES and len(array) and (array.min() < 0 or array.max() >= n):
