@@ -307,9 +307,11 @@ def _check_structure(path: Path, manifest: dict[str, Any], tensors: dict[str, np
         key = name[len(_STATE):]
         prefix, _, last = key.rpartition(".")
         two = key.rsplit(".", 2)[-2:]
-        own = tensors.get(f"{_STATE}{prefix}.items")  # a member fitted on some of the movies
-        if last == "items" and own is not None:
-            if own.ndim != 1 or (len(own) and (own.min() < 0 or own.max() >= items)):
+        sibling = f"{_STATE}{prefix}." if prefix else _STATE
+        own = tensors.get(sibling + "items")  # a member fitted on some of the movies
+        kept = tensors.get(sibling + "kept")  # a model that keeps weights for some movies only
+        if (last == "items" and own is not None) or (last == "kept" and kept is not None):
+            if array.ndim != 1 or (len(array) and (array.min() < 0 or array.max() >= items)):
                 fail(f"{name} holds movie indices outside 0..{items - 1}")
             continue
         member_items = items if own is None else len(own)
