@@ -198,7 +198,7 @@ def _killed_run(kind: str, seed: int, ratings_file: Path, baselines: Baselines,
         if kind == "train":
             assert artifact.manifest["params"]["reg_user"] == 9.0
         else:
-            assert artifact.manifest["data"]["tune"]["study"]["seed"] == 2
+            assert artifact.manifest["data"]["tune"]["study"]["random_state"] == 2
     else:
         assert code is None  # a finished run replaced it
     assert visible(tmp_path) == (["data", "model"] if (tmp_path / "data").exists() else ["model"])
