@@ -28,7 +28,7 @@ from movierec._files import atomic_file
 from movierec.errors import ConfigError
 from movierec.models import Recommender
 from movierec.models.core.checks import check_int, check_k
-from movierec.models.core.recommender import block_users
+from movierec.models.core.recommender import block_users, one_math_thread_each
 
 __all__ = ["recommend_all"]
 
@@ -88,7 +88,7 @@ def recommend_all(
     with ExitStack() as stack:
         temp = stack.enter_context(atomic_file(path))
         if workers > 1:
-            stack.enter_context(_one_math_thread_each())
+            stack.enter_context(one_math_thread_each())
         pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="recommend-all"))
         writer = stack.enter_context(pq.ParquetWriter(temp, schema))
         # at most `workers` chunks in flight beyond the one being written: memory stays bounded
@@ -106,15 +106,3 @@ def recommend_all(
 
 def _arrow_type(ids: np.ndarray) -> pa.DataType:
     return pa.int64() if np.issubdtype(ids.dtype, np.integer) else pa.string()
-
-
-def _one_math_thread_each() -> Any:
-    """BLAS and torch on one thread while chunks run on several (restored afterwards)."""
-    from threadpoolctl import threadpool_limits
-
-    from movierec.models.core.train import torch_threads
-
-    stack = ExitStack()
-    stack.enter_context(threadpool_limits(limits=1))
-    stack.enter_context(torch_threads(1))
-    return stack
