@@ -1,6 +1,6 @@
 """iALS seconds per iteration, movierec's over the `implicit` package's (ratio), and fold-in ms.
 
-README records a ratio of 0.67-0.74 (movierec faster) at 64 factors, one thread each.
+README records a ratio of 0.31-0.38 (movierec faster) at 64 factors, one thread each.
 
     python benchmarks/ials_speed.py                 # ml100k-strat75 and mlsmall-strat80, 64 factors
     python benchmarks/ials_speed.py --repeats 9 --iterations 15
