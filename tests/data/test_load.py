@@ -464,7 +464,7 @@ def test_parquet_with_nulls_or_text_ratings(tmp_path: Path) -> None:
                                         r"r\.parquet: row 3: empty user"):
         read_ratings_file(path)
     pd.DataFrame({"user": [1], "item": [1], "rating": ["good"]}).to_parquet(path)
-    with pytest.raises(DataError, match="the rating column holds string, not numbers"):
+    with pytest.raises(DataError, match="the rating column holds text, not numbers"):
         read_ratings_file(path)
 
 

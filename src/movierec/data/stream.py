@@ -576,7 +576,9 @@ def ratings_from_batches(
             elif role == "rating":
                 values = column.to_numpy(zero_copy_only=False)
                 if values.dtype.kind not in "fiu":
-                    raise DataError(f"{label}: the rating column holds {column.type}, not numbers")
+                    kind = "text" if pa.types.is_string(column.type) or pa.types.is_large_string(
+                        column.type) else str(column.type)  # pandas 3 writes large_string
+                    raise DataError(f"{label}: the rating column holds {kind}, not numbers")
                 values = values.astype(np.float64, copy=False)
                 bad = _bad_ratings(values, scale)
                 if bad is not None:
