@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_file", "atomic_folder", "fsync_tree", "recover"]
+__all__ = ["atomic_file", "atomic_folder", "fsync_tree", "pid_alive", "recover"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -90,7 +90,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (on this machine; one we may not signal counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -107,7 +108,7 @@ def _leftovers(target: Path, kind: str) -> list[Path]:
     found = []
     for path in target.parent.glob(f".{target.name}.{kind}-*"):
         pid = path.name[len(f".{target.name}.{kind}-"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             found.append(path)
     return found
 

@@ -5,9 +5,6 @@ others; SQLite and a real PostgreSQL server, in process and as `movierec serve` 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -21,6 +18,7 @@ from fastapi.testclient import TestClient
 from pgserver import PostgresServer, free_port
 
 from conftest import ADMIN
+from crashes import start_server, stop_server
 from movierec.artifacts import save_model
 from movierec.data.synth import synthesize
 from movierec.errors import ConfigError
@@ -229,31 +227,6 @@ def test_a_database_outage_answers_503_and_loses_no_acknowledged_write(model_dir
 
 
 # -- replicas as processes --------------------------------------------------------------------------------
-def start_server(*args: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--port", str(port), *args],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"the server stopped: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server did not start within 60 s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture()
 def server_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "MOVIEREC_DATA": str(tmp_path / "data"), "MOVIEREC_ADMIN_TOKEN": ADMIN}
@@ -267,7 +240,7 @@ def test_serve_with_two_workers_shares_one_postgresql(model_dir: Path, second_mo
     one is served by both."""
     url, port = postgres.new_database(), free_port()
     server = start_server("--model-dir", str(model_dir), "--database-url", url, "--workers", "2",
-                          "--sync-interval", "0.2", port=port, env=server_env)
+                          "--sync-interval", "0.2", port=port, env=server_env, timeout=60)
     base = f"http://127.0.0.1:{port}"
     try:
         replicas: set[str] = set()
@@ -299,9 +272,10 @@ def test_a_replica_started_without_a_model_serves_the_published_one(model_dir: P
     database and serves what A published; a write through A is read through B."""
     url = postgres.new_database()
     port_a, port_b = free_port(), free_port()
-    a = start_server("--model-dir", str(model_dir), "--database-url", url, port=port_a, env=server_env)
+    a = start_server("--model-dir", str(model_dir), "--database-url", url, port=port_a, env=server_env,
+                     timeout=60)
     try:
-        b = start_server("--database-url", url, port=port_b, env=server_env)
+        b = start_server("--database-url", url, port=port_b, env=server_env, timeout=60)
         try:
             assert httpx.get(f"http://127.0.0.1:{port_b}/api/health").json()["model_version"] == 1
             created = httpx.post(f"http://127.0.0.1:{port_a}/api/profiles").json()

@@ -35,6 +35,8 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from movierec._files import pid_alive
+
 __all__ = ["BUCKETS", "Metrics", "Observe", "access_log"]
 
 access_log = logging.getLogger("movierec.access")
@@ -148,7 +150,7 @@ class Metrics:
                 for index, value in enumerate(row):
                     total[index] += value
             pid = int(snapshot["pid"])
-            if snapshot.get("model") and (pid == self.pid or _alive(pid)):
+            if snapshot.get("model") and (pid == self.pid or pid_alive(pid)):
                 name, version = snapshot["model"]
                 models.append((pid, str(name), int(version)))
         lines = ["# HELP movierec_http_requests_total Requests answered, by method, route template "
@@ -183,16 +185,6 @@ class Metrics:
 def _q(value: str) -> str:
     """A label value, quoted and escaped as the exposition format wants."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Observe:
