@@ -466,8 +466,9 @@ class Recommender:
                 rank(start)
             return items, scores
         with one_math_thread_each(), ThreadPoolExecutor(workers, thread_name_prefix="rank") as pool:
-            for done in pool.map(rank, starts):  # in order, at most `workers` blocks in memory
-                del done
+            # each block's scores live only while a worker ranks it: at most `workers` at once;
+            # list() waits for them all and re-raises a block's error
+            list(pool.map(rank, starts))
         return items, scores
 
     def _dot_parts(self) -> DotParts | None:
