@@ -167,8 +167,9 @@ class Recommender:
     #: whether ``device="auto"`` may train on CUDA (models with a ``device``); False for models
     #: measured slower on a GPU than on a CPU, which ``device="cuda"`` still puts there.
     auto_cuda: ClassVar[bool] = True
-    #: whether known users may be ranked by the device ranker (`device_topk`) when ``device`` is
-    #: CUDA: models whose `_dot_parts` are exact and whose CPU scores are float64 like the device's.
+    #: models whose `_dot_parts` are exact and whose CPU scores are float64 sums of them: known users
+    #: are ranked by the device ranker (`device_topk`) when ``device`` is CUDA, and on the CPU by a
+    #: float32 pass proven in float64 (`dot_topk`) when the catalog is large.
     ranks_on_device: ClassVar[bool] = False
 
     catalog_: Catalog | None = None
@@ -451,12 +452,16 @@ class Recommender:
         scores = np.full((len(user_index), width), -np.inf)
         step = block_users(len(self.items_))
         starts = range(0, len(user_index), step)
+        two_pass = self._cpu_dot_top_k() if diversity <= 0 else None
 
         def rank(start: int) -> None:
             block = user_index[start : start + step]
-            block_scores = self._score_users(block)
             exclude = self.seen_[block] if exclude_seen else None
-            top, top_scores = self._select(block_scores, width, exclude, candidates, diversity)
+            if two_pass is not None:
+                top, top_scores = two_pass.top_k(block, width, exclude, candidates)
+            else:
+                top, top_scores = self._select(self._score_users(block), width, exclude, candidates,
+                                               diversity)
             items[start : start + len(block)] = top  # rows of their own: no two threads share one
             scores[start : start + len(block)] = top_scores
 
@@ -496,6 +501,24 @@ class Recommender:
         from movierec.models.core.device_topk import ranker_for
 
         return ranker_for(self, n_users)
+
+    def _cpu_dot_top_k(self) -> Any:
+        """The two-pass CPU ranker (`movierec.models.core.dot_topk`) for a model whose float64 scores
+        are exact inner products (`ranks_on_device`, `_dot_parts` exact) and whose catalog is large
+        enough for it to pay (`dot_topk.MIN_ITEMS`); else None: `_score_users` and `top_k`."""
+        from movierec.models.core import dot_topk
+
+        if not self.ranks_on_device or len(self.items_) < dot_topk.MIN_ITEMS:
+            return None
+        parts = self._dot_parts()
+        if parts is None or not parts.exact:
+            return None
+        key = (parts.users, parts.items, parts.offsets)
+        cached = self.__dict__.get("_cpu_dot_top_k_cache")
+        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
+            cached = self.__dict__["_cpu_dot_top_k_cache"] = (key, dot_topk.DotTopK32(
+                parts.users, parts.items, parts.offsets, self._score_users))
+        return cached[1]
 
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Scores as returned to callers: a rating model's are clipped to the scale like `predict`

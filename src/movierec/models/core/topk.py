@@ -39,18 +39,23 @@ def top_k(
     k: int,
     exclude: sp.csr_matrix | None = None,
     candidates: np.ndarray | None = None,
+    *,
+    overwrite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best allowed items of every row of a score matrix, best first.
 
     Args:
-        scores: (n_users, n_items) real scores, higher is better; columns are item indices. Never
-            modified: masking happens on a copy, one block of rows at a time (no copy at all when
-            neither ``exclude`` nor ``candidates`` is given). Integer and bool scores rank as float64.
+        scores: (n_users, n_items) real scores, higher is better; columns are item indices. Not
+            modified unless ``overwrite``: masking happens on a copy, one block of rows at a time (no
+            copy at all when neither ``exclude`` nor ``candidates`` is given). Integer and bool scores
+            rank as float64.
         k: how many items per row, an int >= 0. Larger than n_items is fine: n_items columns come back.
         exclude: optional sparse (n_users, n_items); the stored entries of row r (e.g. the items user r
             rated in train) are never returned for row r. Any scipy sparse format; dense is converted.
         candidates: optional bool mask, (n_items,) for all rows or (n_users, n_items) per row; items
             where it is False are never returned.
+        overwrite: ``scores`` is the caller's scratch: mask it in place instead of copying each
+            block (its values are undefined afterwards).
 
     Returns:
         ``(indices, values)``, both (n_users, k') with k' = min(k, n_items): ``indices`` int64 item
@@ -79,7 +84,7 @@ def top_k(
         # NaN marks "not allowed" from here on: NaN-ignoring reductions skip it, comparisons reject it
         # and sorts put it last, while -inf stays an ordinary score.
         # C order: the exclusion scatter below writes through a flat view.
-        work = scores[r0:r1].astype(work_dtype, order="C", copy=masked)
+        work = scores[r0:r1].astype(work_dtype, order="C", copy=masked and not overwrite)
         if excl is not None:
             lo, hi = excl.indptr[r0], excl.indptr[r1]
             rows = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(excl.indptr[r0 : r1 + 1]))

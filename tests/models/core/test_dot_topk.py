@@ -1,0 +1,150 @@
+"""The two-pass CPU ranker for inner-product models (`dot_topk`): a float32 pass proven in float64
+gives float64's lists exactly (same items, same order, ties by item index, -1 / -inf padding), its
+rounding bound holds, and the rows it cannot prove go through full float64 rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from movierec.data.synth import synthesize
+from movierec.models.core import dot_topk
+from movierec.models.core.dot_topk import DotTopK32
+from movierec.models.core.topk import top_k
+from movierec.models.registry import create_model
+
+
+def _exact(users: np.ndarray, items: np.ndarray, offsets: np.ndarray):
+    """float64 score rows for user indices (the model's `_score_users` for these parts), and a count
+    of the rows asked for."""
+    asked = []
+
+    def scores(user_index: np.ndarray) -> np.ndarray:
+        asked.append(len(user_index))
+        return users[user_index].astype(np.float64) @ items.astype(np.float64).T + offsets[None, :]
+
+    return scores, asked
+
+
+def _want(users, items, offsets, chosen, k, seen, candidates):
+    scores = users[chosen].astype(np.float64) @ items.astype(np.float64).T + offsets[None, :]
+    return top_k(scores, k, exclude=None if seen is None else seen[chosen], candidates=candidates)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [1, 10, 57, 300])
+def test_equals_float64_top_k(seed: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    users = rng.normal(scale=0.4, size=(60, 16)).astype(np.float32)
+    items = rng.normal(scale=0.4, size=(250, 16)).astype(np.float32)
+    offsets = rng.normal(size=250).astype(np.float32) if seed % 2 else np.zeros(250, np.float32)
+    seen = sp.random(60, 250, density=0.2, format="csr", random_state=seed)
+    candidates = rng.random(250) < 0.7 if seed >= 2 else None
+    chosen = np.array([0, 59, 7, 7, 31])
+    full, _ = _exact(users, items, offsets)
+    got = DotTopK32(users, items, offsets, full).top_k(chosen, k, seen[chosen], candidates)
+    want = _want(users, items, offsets, chosen, k, seen, candidates)
+    np.testing.assert_array_equal(got[0], want[0])
+    # float64 sums in another order (pair by pair): the last bit may differ
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
+
+
+def test_ties_and_equal_vectors_are_proven_through_float64_rows() -> None:
+    """Small integers make exact ties everywhere, including at the list's edge: the float32 pass cannot
+    prove those rows, which are ranked again from full float64 rows, ties by item index."""
+    rng = np.random.default_rng(5)
+    users = rng.integers(-2, 3, size=(30, 3)).astype(np.float32)
+    items = rng.integers(-2, 3, size=(200, 3)).astype(np.float32)
+    offsets = rng.integers(0, 2, size=200).astype(np.float32)
+    seen = sp.random(30, 200, density=0.3, format="csr", random_state=1)
+    full, asked = _exact(users, items, offsets)
+    chosen = np.arange(30)
+    got = DotTopK32(users, items, offsets, full).top_k(chosen, 5, seen)
+    want = _want(users, items, offsets, chosen, 5, seen, None)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert sum(asked) > 0  # some rows went the float64 way
+
+
+def test_well_separated_scores_never_need_float64_rows() -> None:
+    rng = np.random.default_rng(2)
+    users = rng.normal(size=(40, 32)).astype(np.float32)
+    items = rng.normal(size=(3000, 32)).astype(np.float32)
+    full, asked = _exact(users, items, np.zeros(3000, np.float32))
+    DotTopK32(users, items, np.zeros(3000, np.float32), full).top_k(np.arange(40), 10)
+    assert asked == []
+
+
+def test_padding_where_too_few_movies_are_allowed() -> None:
+    users = np.ones((2, 2), np.float32)
+    items = np.arange(8, dtype=np.float32).reshape(4, 2)
+    seen = sp.csr_matrix(np.array([[1, 1, 1, 1], [1, 0, 1, 0]]))
+    full, _ = _exact(users, items, np.zeros(4))
+    got_items, got_scores = DotTopK32(users, items, np.zeros(4), full).top_k(
+        np.array([0, 1]), 3, seen, np.array([True, True, True, False]))
+    assert got_items.tolist() == [[-1, -1, -1], [1, -1, -1]]
+    assert got_scores[1, 0] == 5.0 and np.all(np.isneginf(got_scores[0]))
+    assert np.all(np.isneginf(got_scores[1, 1:]))
+
+
+def test_k_zero_and_no_users() -> None:
+    items = np.ones((5, 2), np.float32)
+    ranker = DotTopK32(np.ones((3, 2), np.float32), items, np.zeros(5), _exact(items, items, items[:, 0])[0])
+    assert ranker.top_k(np.array([0, 1]), 0)[0].shape == (2, 0)
+    assert ranker.top_k(np.array([], dtype=np.int64), 4)[0].shape == (0, 4)
+
+
+finite = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=hnp.arrays(np.float32, (3, 7), elements=finite),
+       items=hnp.arrays(np.float32, (11, 7), elements=finite),
+       offsets=hnp.arrays(np.float64, (11,), elements=st.floats(-1e3, 1e3)))
+def test_the_bound_bounds_the_float32_error(users, items, offsets) -> None:
+    ranker = DotTopK32(users, items, offsets, lambda u: None)
+    exact = users.astype(np.float64) @ items.astype(np.float64).T + offsets[None, :]
+    fast = (users @ ranker.items32.T + ranker.offsets32).astype(np.float64)
+    assert np.all(np.abs(fast - exact) <= ranker.bound(users.astype(np.float64))[:, None])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_property_equal_to_float64_lists(seed: int, k: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    users = (rng.normal(size=(8, 5)) * scale).astype(np.float32)
+    items = (rng.normal(size=(60, 5)) * scale).astype(np.float32)
+    items[rng.integers(0, 60, 10)] = items[0]  # equal vectors: exact ties
+    offsets = rng.normal(size=60) * scale
+    seen = sp.random(8, 60, density=0.25, format="csr", random_state=seed)
+    full, _ = _exact(users, items, offsets)
+    got = DotTopK32(users, items, offsets, full).top_k(np.arange(8), k, seen)
+    want = _want(users, items, offsets, np.arange(8), k, seen, None)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_ials_ranks_the_same_with_and_without_the_float32_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through `Recommender.recommend_indices` (blocks, threads): the lists of a fitted iALS do not
+    depend on which path ranked them."""
+    train = synthesize(300, 500, 15_000, seed=4).ratings
+    model = create_model("ials", factors=16, epochs=4, random_state=0).fit(train)
+    users = np.arange(len(model.users_))
+    monkeypatch.setattr(dot_topk, "MIN_ITEMS", 10**9)
+    assert model._cpu_dot_top_k() is None
+    want = model.recommend_indices(users, 10)
+    monkeypatch.setattr(dot_topk, "MIN_ITEMS", 0)
+    assert model._cpu_dot_top_k() is not None
+    for workers in (1, 2):
+        got = model.recommend_indices(users, 10, workers=workers)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
+    # one user alone gets the list and the scores it gets in a batch, to the bit
+    alone = model.recommend_indices(users[7:8], 10)
+    np.testing.assert_array_equal(alone[1], got[1][7:8])
+    # and the scores shown are the model's predictions
+    np.testing.assert_array_equal(got[1][7], model._predict(np.full(10, 7), got[0][7]))
