@@ -56,7 +56,9 @@ class DotBiasSigmoid(Recommender):
     loop costs about a third of the CPU time of the generic autograd + optimizer step. Its records
     carry the same keys; ``train_loss`` is the BCE over the training rows after the epoch, and
     ``valid_loss`` (BCE) and ``valid_rmse`` cover every validation row, unknown ids through the
-    fallback, as Keras' validation over the test part does.
+    fallback, as Keras' validation over the test part does. Data-parallel (`movierec.distributed`):
+    every replica draws the single-process batches and steps on its share of each, the shares'
+    gradients put together first, so the model is the single-process one up to float rounding.
 
     Unknown ids: a zero vector and a zero bias (an untrained row of the example's tables, shrunk by
     its regulariser): an unknown user gets low + range * sigmoid(b_i), an unknown movie

@@ -59,6 +59,10 @@ class BPR(ImplicitFactors):
         min_rating, weighting: what counts as an interaction and its weight (see `interaction_matrix`).
         random_state: seed of the initial factors (normal, std 0.1), the visiting order and the
             negatives.
+
+    Data-parallel training (`movierec.distributed`): every replica draws the epoch's order and
+    negatives from the seed, computes the steps of its share of each batch and applies every
+    replica's steps, so the model is the single-process one up to the order of float sums.
     """
 
     name = "bpr"
