@@ -102,23 +102,23 @@ class GradientReplicas:
     def combine_sparse(self, indices: torch.Tensor, values: torch.Tensor, rows: int | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         device, world = self.group.device, self.group.world_size
-        width = values.shape[1]
-        # indices ride with the values as float64 (exact below 2**53): one gather instead of two
         sizes = torch.tensor([len(indices), rows or 0], dtype=torch.int64, device=device)
         all_sizes = [torch.empty_like(sizes) for _ in range(world)]
         dist.all_gather(all_sizes, sizes)
         counts = [(int(s[0]), int(s[1])) for s in all_sizes]
         longest = max(count for count, _ in counts)
-        packed = torch.zeros((longest, width + 1), dtype=torch.float64, device=device)
-        packed[: len(indices), 0] = indices.to(device, torch.float64)
-        packed[: len(indices), 1:] = values.to(device, torch.float64)
+        # One gather of integers: the indices, then the values' bits (an integer of their width;
+        # a gather copies bytes and never adds them), so nothing is converted or rounded.
+        bits = {4: torch.int32, 8: torch.int64}[values.element_size()]
+        packed = torch.zeros((longest, values.shape[1] + 1), dtype=bits, device=device)
+        packed[: len(indices), 0] = indices.to(device, bits)
+        packed[: len(indices), 1:] = values.to(device).view(bits)
         gathered = [torch.empty_like(packed) for _ in range(world)]
         dist.all_gather(gathered, packed)
-        parts = [(part[:count, 0], part[:count, 1:], share)
+        parts = [(part[:count, 0], part[:count, 1:].contiguous().view(values.dtype), share)
                  for part, (count, share) in zip(gathered, counts, strict=True)]
         index, combined = combine_parts(parts, weighted=rows is not None)
-        return (index.to(indices.device, indices.dtype),
-                combined.to(values.device, values.dtype))
+        return index.to(indices.device, indices.dtype), combined.to(values.device)
 
     def batch_share(self, rows: int) -> slice:
         return slice(self.group.rank, rows, self.group.world_size)
