@@ -1,10 +1,12 @@
 """Fitting one model across the ranks of a group: which models are covered and how.
 
 - ``ials`` and ``biased-mf-als``: the ratings sharded by user and by item (`movierec.distributed.solvers`).
-- ``mult-vae``, ``mean-normalized-mf``, ``biased-mf-sgd``, ``svdpp``: data parallel, gradients averaged
-  over the ranks (`movierec.distributed.data_parallel`).
+- ``mult-vae``, ``mean-normalized-mf``, ``biased-mf-sgd``, ``svdpp``, the tower presets
+  (``embedding-mlp``, ``embedding-regressor``, ``rating-classifier``), ``dot-bias-sigmoid`` and
+  ``bpr``: data parallel, gradients averaged over the ranks (`movierec.distributed.data_parallel`).
 
-Every other model is refused with a `ConfigError` naming those covered, before any rank does work.
+Every other model is refused with a `ConfigError` naming those covered, before any rank does work;
+``bayesian-mf`` among them, as a Gibbs sampler has no gradient steps to split.
 Rank 0 ends with the fitted model; the other ranks take part in the collectives and keep nothing.
 """
 
@@ -28,7 +30,8 @@ from movierec.models.rating.mf import valid_tensors
 __all__ = ["COVERED", "check_covered", "fit_distributed"]
 
 SHARDED = ("ials", "biased-mf-als")
-DATA_PARALLEL = ("mult-vae", "mean-normalized-mf", "biased-mf-sgd", "svdpp")
+DATA_PARALLEL = ("mult-vae", "mean-normalized-mf", "biased-mf-sgd", "svdpp", "embedding-mlp",
+                 "embedding-regressor", "rating-classifier", "dot-bias-sigmoid", "bpr")
 COVERED = SHARDED + DATA_PARALLEL
 
 

@@ -25,7 +25,9 @@ from movierec.models.classic.shared import (
 from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
+    current_replicas,
     resolve_device,
+    start_replicas,
     torch_threads,
 )
 
@@ -54,7 +56,9 @@ class DotBiasSigmoid(Recommender):
     loop costs about a third of the CPU time of the generic autograd + optimizer step. Its records
     carry the same keys; ``train_loss`` is the BCE over the training rows after the epoch, and
     ``valid_loss`` (BCE) and ``valid_rmse`` cover every validation row, unknown ids through the
-    fallback, as Keras' validation over the test part does.
+    fallback, as Keras' validation over the test part does. Data-parallel (`movierec.distributed`):
+    every replica draws the single-process batches and steps on its share of each, the shares'
+    gradients put together first, so the model is the single-process one up to float rounding.
 
     Unknown ids: a zero vector and a zero bias (an untrained row of the example's tables, shrunk by
     its regulariser): an unknown user gets low + range * sigmoid(b_i), an unknown movie
@@ -138,19 +142,32 @@ class DotBiasSigmoid(Recommender):
 
             self.history_ = []
             n, size = len(targets), self.batch_size
+            # Data-parallel (`current_replicas`): every replica draws the epoch's order as one
+            # process does and steps on its share of each batch; the shares' gradients are put
+            # together before the step, so the step is the single-process one.
+            replicas = current_replicas()
+            if replicas is not None:
+                start_replicas(replicas, [table])
             for epoch in range(1, self.epochs + 1):
                 start = time.perf_counter()
                 order = torch.randperm(n, generator=generator).to(device)
                 epoch_pairs, epoch_targets = pairs[:, order], targets[order]
                 for first in range(0, n, size):
-                    rows = epoch_pairs[:, first : first + size].reshape(-1)  # user rows, movie rows
+                    batch, y = epoch_pairs[:, first : first + size], epoch_targets[first : first + size]
+                    if replicas is not None:
+                        share = replicas.batch_share(len(y))
+                        batch, y = batch[:, share], y[share]
+                    rows = batch.reshape(-1)  # user rows, movie rows
                     flat = table.index_select(0, rows)
-                    pair = flat.view(2, -1, k + 2)
+                    pair = flat.view(2, len(y), k + 2)
                     z = torch.linalg.vecdot(pair[0], pair[1])
                     # d BCE(sigmoid(z), y) / dz = sigmoid(z) - y, averaged over the batch
-                    dz = torch.sigmoid(z).sub_(epoch_targets[first : first + size]).div_(len(z))
-                    grads = pair.flip(0).mul_(dz[:, None]).mul_(grad_mask)
-                    adam.step(rows, grads.view(-1, k + 2), flat)
+                    dz = torch.sigmoid(z).sub_(y).div_(len(z))
+                    grads = pair.flip(0).mul_(dz[:, None]).mul_(grad_mask).view(-1, k + 2)
+                    if replicas is None:
+                        adam.step(rows, grads, flat)
+                    else:
+                        adam.step(*replicas.combine_sparse(rows, grads, len(z)))
                 record: dict[str, Any] = {"epoch": epoch, "epochs": self.epochs}
                 with torch.no_grad():
                     record.update(metrics(pairs, targets, "train"))

@@ -42,7 +42,7 @@ from torch import nn
 
 from movierec.models.core.checks import check_fraction, check_int, check_number, parse_hidden
 from movierec.models.core.recommender import Recommender
-from movierec.models.core.train import resolve_device
+from movierec.models.core.train import Replicas, resolve_device
 
 __all__ = ["EVAL_BATCH", "FOLD_IN_STEPS", "SCORE_BLOCK", "LazyAdam", "adam_fold_in", "check_common",
            "generators", "he_normal", "in_chunks", "rmse", "sigmoid", "softmax", "uniform"]
@@ -100,12 +100,16 @@ class LazyAdam:
     gradient ``2 * l2 * w`` to each touched row once per step, on the columns ``l2_columns`` marks.
     Rows may repeat in a step: their gradients are summed first, so a row gets one update.
     ``index_select`` / ``index_copy_`` rather than ``table[rows]``: a third of the per-call cost.
+
+    ``replicas`` (`current_replicas`, data-parallel training): `hook` first puts together every
+    replica's gradient of the table, so each replica applies the global batch's update.
     """
 
     def __init__(self, table: torch.Tensor, learning_rate: float, l2: float = 0.0,
                  l2_columns: torch.Tensor | None = None, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-7) -> None:
+                 eps: float = 1e-7, replicas: Replicas | None = None) -> None:
         self.table = table
+        self.replicas = replicas
         self.learning_rate, self.l2, self.eps = float(learning_rate), float(l2), eps
         self.l2_columns = l2_columns
         self.beta1, self.beta2 = betas
@@ -141,7 +145,12 @@ class LazyAdam:
         updates the rows and clears the gradient, so the trainer's dense optimizer skips the table."""
         grad = param.grad
         if grad is not None:
-            self.step(grad._indices()[0], grad._values())
+            rows, values = grad._indices()[0], grad._values()
+            if self.replicas is not None:
+                # an embedding's sparse gradient holds one entry per looked-up row of the batch, so
+                # its length is the batch's rows, and its values are this replica's batch mean
+                rows, values = self.replicas.combine_sparse(rows, values, len(rows))
+            self.step(rows, values)
             param.grad = None
 
 

@@ -30,6 +30,7 @@ from movierec.models.core.checks import parse_hidden
 from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import (
+    current_replicas,
     known_pairs_tensors,
     load_module_arrays,
     module_arrays,
@@ -186,8 +187,9 @@ class TowerRecommender(Recommender):
                 if callback is not None:
                     callback(event, dict(record))
 
-            optimizers = [LazyAdam(table.data, self.learning_rate) for table in (module.user,
-                                                                                     module.item)]
+            replicas = current_replicas()  # the hooks may run on autograd's thread: ask here
+            optimizers = [LazyAdam(table.data, self.learning_rate, replicas=replicas)
+                          for table in (module.user, module.item)]
             handles = [table.register_post_accumulate_grad_hook(opt.hook)
                        for table, opt in zip((module.user, module.item), optimizers, strict=True)]
             try:

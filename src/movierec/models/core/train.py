@@ -30,11 +30,13 @@ __all__ = [
     "OPTIMIZERS",
     "Replicas",
     "check_schedule",
+    "current_replicas",
     "known_pairs_tensors",
     "load_module_arrays",
     "module_arrays",
     "record_epoch",
     "resolve_device",
+    "start_replicas",
     "torch_threads",
     "train_minibatch",
     "training_replicas",
@@ -102,6 +104,26 @@ class Replicas(Protocol):
     def reduce_sum(self, total: float, count: int) -> tuple[float, int]:
         """Sums of an epoch's figure and its row count over the replicas."""
 
+    def combine_sparse(self, indices: torch.Tensor, values: torch.Tensor, rows: int | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A row-sparse table gradient (or update) put together from every replica's piece.
+
+        ``indices`` (n,) are table rows, repeats allowed; ``values`` (n, width) their gradients.
+        Returns every replica's pieces concatenated in replica order (the same on every replica),
+        meant to be summed per row (``index_add_``). With ``rows`` (this replica's batch rows) each
+        replica's values are scaled by its share of the global batch's rows, so a per-replica mean
+        over its batch becomes the mean over the global batch; with None they are summed as given.
+        Every replica must call this at the same point (it is a collective).
+        """
+
+    def batch_share(self, rows: int) -> slice:
+        """This replica's rows of one global batch of ``rows`` rows, for training loops that draw
+        the single-process batches on every replica and split each one (the shares differ by at
+        most one row and may be empty)."""
+
+    def agree(self, stop: bool) -> bool:
+        """The first replica's ``stop`` on every replica (early stopping decided once)."""
+
 
 _REPLICAS: contextvars.ContextVar[Replicas | None] = contextvars.ContextVar("replicas", default=None)
 
@@ -114,6 +136,22 @@ def training_replicas(replicas: Replicas | None) -> Iterator[None]:
         yield
     finally:
         _REPLICAS.reset(token)
+
+
+def current_replicas() -> Replicas | None:
+    """The replicas `training_replicas` set around this call (None: a single process).
+
+    A model whose training loop is its own (not `train_minibatch`) asks for them once, in the thread
+    that fits it, and keeps them for hooks that run elsewhere (autograd's CUDA thread)."""
+    return _REPLICAS.get()
+
+
+def start_replicas(replicas: Replicas, tensors: Sequence[torch.Tensor]) -> None:
+    """`Replicas.start` for plain tensors (a hand-rolled model's tables): equal on every replica."""
+    holder = nn.Module()
+    for number, tensor in enumerate(tensors):
+        holder.register_buffer(f"t{number}", tensor)
+    replicas.start(holder)
 
 
 def check_schedule(schedule: str | None) -> tuple[str, tuple[float, ...]]:
@@ -275,14 +313,18 @@ def train_minibatch(
         history.append(record)
         if callback is not None:
             callback("epoch", dict(record))
+        stop = False
         if early_stopping is not None and "valid_loss" in record:
             if record["valid_loss"] < best_loss - 1e-7:
                 best_loss, since_best = record["valid_loss"], 0
                 best_state = copy.deepcopy(module.state_dict())
             else:
                 since_best += 1
-                if since_best >= early_stopping:
-                    break
+                stop = since_best >= early_stopping
+        if replicas is not None:  # the first replica decides, or the others' collectives would hang
+            stop = replicas.agree(stop)
+        if stop:
+            break
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()

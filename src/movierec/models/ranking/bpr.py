@@ -19,7 +19,7 @@ from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params
 from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
-from movierec.models.core.train import record_epoch
+from movierec.models.core.train import Replicas, current_replicas, record_epoch, start_replicas
 from movierec.models.ranking.factors import ImplicitFactors
 
 __all__ = ["BPR"]
@@ -59,6 +59,10 @@ class BPR(ImplicitFactors):
         min_rating, weighting: what counts as an interaction and its weight (see `interaction_matrix`).
         random_state: seed of the initial factors (normal, std 0.1), the visiting order and the
             negatives.
+
+    Data-parallel training (`movierec.distributed`): every replica draws the epoch's order and
+    negatives from the seed, computes the steps of its share of each batch and applies every
+    replica's steps, so the model is the single-process one up to the order of float sums.
     """
 
     name = "bpr"
@@ -112,6 +116,12 @@ class BPR(ImplicitFactors):
         lr, reg, size = float(self.learning_rate), float(self.reg), int(self.batch_size)
         n = len(keys)
         history: list[dict[str, float]] = []
+        # Data-parallel (`current_replicas`): every replica draws the epoch (order and negatives)
+        # from the shared seed as one process does, computes the steps of its share of each batch,
+        # and applies every replica's steps: their sum is the single-process step.
+        replicas = current_replicas()
+        if replicas is not None:
+            start_replicas(replicas, [x, y, bias])
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
             order = torch.randperm(n, generator=generator)
@@ -122,7 +132,11 @@ class BPR(ImplicitFactors):
             log_likelihood = torch.zeros((), dtype=torch.float64)
             for first in range(0, n, size):
                 bu, bw = u[first : first + size], w[first : first + size]
-                both = torch.cat([i[first : first + size], j[first : first + size]])  # positives, negatives
+                bi, bj = i[first : first + size], j[first : first + size]
+                if replicas is not None:
+                    share = replicas.batch_share(len(bu))
+                    bu, bw, bi, bj = bu[share], bw[share], bi[share], bj[share]
+                both = torch.cat([bi, bj])  # positives, negatives
                 m = len(bu)
                 xu, yy, bb = x.index_select(0, bu), y.index_select(0, both), bias.index_select(0, both)
                 diff = yy[:m] - yy[m:]
@@ -130,9 +144,18 @@ class BPR(ImplicitFactors):
                 log_likelihood += (bw * torch.nn.functional.logsigmoid(z)).sum()
                 g = bw * torch.sigmoid(-z) * lr  # the step size folded in: index_add_ is slower with alpha
                 gx = g[:, None] * xu
-                x.index_add_(0, bu, xu.mul_(-lr * reg).addcmul_(g[:, None], diff))
-                y.index_add_(0, both, yy.mul_(-lr * reg).add_(torch.cat([gx, -gx])))
-                bias.index_add_(0, both, bb.mul_(-lr * reg).add_(torch.cat([g, -g])))
+                step_x = xu.mul_(-lr * reg).addcmul_(g[:, None], diff)
+                step_y = yy.mul_(-lr * reg).add_(torch.cat([gx, -gx]))
+                step_b = bb.mul_(-lr * reg).add_(torch.cat([g, -g]))
+                if replicas is not None:
+                    bu, step_x, both, step_y, step_b = _combine_steps(
+                        replicas, n_users, bu, step_x, both, step_y, step_b)
+                x.index_add_(0, bu, step_x)
+                y.index_add_(0, both, step_y)
+                bias.index_add_(0, both, step_b)
+            if replicas is not None:
+                log_likelihood = torch.tensor(replicas.reduce_sum(float(log_likelihood), 0)[0],
+                                              dtype=torch.float64)
             if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
                 raise ConfigError(f"BPR diverged at epoch {epoch}: lower learning_rate "
                                   f"(got {self.learning_rate!r})")
@@ -199,6 +222,22 @@ class BPR(ImplicitFactors):
     def _fold_in(self, item_index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         vector = self._fold_in_vector(item_index, ratings)
         return self._cold_start() if vector is None else self._scores_for(vector)
+
+
+def _combine_steps(replicas: Replicas, n_users: int, users: torch.Tensor, step_x: torch.Tensor,
+                   items: torch.Tensor, step_y: torch.Tensor, step_b: torch.Tensor
+                   ) -> tuple[torch.Tensor, ...]:
+    """Every replica's steps of a batch, as ``(users, step_x, items, step_y, step_b)`` to add:
+    one exchange, the user rows and the item rows (their bias riding as a last column) in one index
+    space, users first."""
+    rows = torch.cat([users, items + n_users])
+    values = torch.cat([torch.cat([step_x, step_x.new_zeros((len(users), 1))], 1),
+                        torch.cat([step_y, step_b[:, None]], 1)])
+    rows, values = replicas.combine_sparse(rows, values, None)
+    is_user = rows < n_users
+    items_at = ~is_user
+    return (rows[is_user], values[is_user, :-1], rows[items_at] - n_users, values[items_at, :-1],
+            values[items_at, -1].contiguous())
 
 
 def _draw_negatives(keys: np.ndarray, users: torch.Tensor, n_items: int, generator: torch.Generator,
