@@ -34,8 +34,8 @@ from movierec.distributed.solvers import TrainShards, solve_als, solve_ials
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.rating.mf import valid_tensors
 
-__all__ = ["TrainSummary", "fit_sharded", "rank_across", "row_block", "serve_ranking",
-           "share_training_data", "stop_serving"]
+__all__ = ["TrainSummary", "cut_shards", "fit_sharded", "rank_across", "row_block", "serve_ranking",
+           "share_training_data", "stop_serving", "write_training_data"]
 
 _PARTS = ("indptr", "indices", "data")
 
@@ -86,7 +86,7 @@ def _mapped(folder: Path, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     return sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
 
 
-def _write_training_data(model: Recommender, train: Ratings, folder: Path
+def write_training_data(model: Recommender, train: Ratings, folder: Path
                          ) -> tuple[dict[str, sp.csr_matrix], dict[str, Any]]:
     """Rank 0: the ratings matrix (``seen``), the model's training matrix by user (``rows``; for
     ALS that is ``seen``) and by item (``cols``), saved and mapped back."""
@@ -107,7 +107,7 @@ def _write_training_data(model: Recommender, train: Ratings, folder: Path
     return maps, meta
 
 
-def _cut(maps: dict[str, sp.csr_matrix], meta: dict[str, Any], rank: int, world: int
+def cut_shards(maps: dict[str, sp.csr_matrix], meta: dict[str, Any], rank: int, world: int
          ) -> TrainShards:
     rows, cols, seen = maps["rows"], maps["cols"], maps["seen"]
     user_rows = row_block(rows, *shard_bounds(rows.shape[0], rank, world))
@@ -137,15 +137,15 @@ def share_training_data(group: Group, model: Recommender, train: Ratings | None
     assert train is not None
     folder = Path(tempfile.mkdtemp(prefix="movierec-shards-"))
     try:
-        maps, meta = _write_training_data(model, train, folder)
+        maps, meta = write_training_data(model, train, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the maps outlive their files
     for rank in range(1, group.world_size):
-        payload = [_cut(maps, meta, rank, group.world_size)]
+        payload = [cut_shards(maps, meta, rank, group.world_size)]
         guarded(group, f"sending rank {rank} its training data",
                 lambda payload=payload, rank=rank: dist.send_object_list(payload, dst=rank))
         del payload
-    return _cut(maps, meta, 0, group.world_size), maps["seen"]
+    return cut_shards(maps, meta, 0, group.world_size), maps["seen"]
 
 
 def fit_sharded(model: Recommender, shards: TrainShards, group: Group, *,
