@@ -11,9 +11,14 @@ ratings; a GPU section (NCCL) runs where CUDA is present.
 Each run is `movierec evaluate DATA -m MODEL --json` (split random:0.9:42): one process as plain
 `python -m movierec`, two as `torchrun --nproc-per-node 2 -m movierec ... --distributed`, every rank
 started through this file's ``--as-rank`` entry, which writes the rank's peak resident memory
-(``ru_maxrss``) when the command ends. Seconds: the fit (``fit_s``, rank 0's) and the whole command
-(wall, with loading, splitting and rank 0's evaluation). Every rank reads the rating arrays; what the
-ranks split is the training work and the matrices it runs over (docs/distributed.md).
+(``ru_maxrss``) when the command ends, and the training phase's own figures: the RSS when the fit
+starts (after loading, splitting and, for iALS and biased-mf-als, sharing out the ratings, which
+rank 0 then drops) and the peak over the fit alone (VmHWM, reset by ``/proc/self/clear_refs`` when
+the fit starts; 0 where that cannot be written). Seconds: the fit (``fit_s``, rank 0's) and the whole
+command (wall, with loading, splitting and the evaluation). For iALS and biased-mf-als only rank 0
+reads the ratings and every rank ranks its block of users in the evaluation; the data-parallel models'
+ranks each read the rating arrays (docs/distributed.md). Each row is also printed as JSON, the metric
+with all its digits (one process against two: the same figure up to the fit's rounding).
 
 GPU section (only with CUDA): the same runs with NCCL, one rank per GPU; with one GPU it runs the
 one-process baseline and a one-rank NCCL launch (two ranks need two GPUs: NCCL refuses two ranks
