@@ -569,7 +569,7 @@ def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: 
 
     from movierec.data.split import Split, make_split
     from movierec.distributed import same_everywhere
-    from movierec.distributed.sharded import TrainSummary, share_training_data
+    from movierec.distributed.sharded import TrainSummary, give_back_memory, share_training_data
 
     same_everywhere(group, "command", (model.name, model.get_params(), name, split, k))
     if not group.is_main:
@@ -585,6 +585,7 @@ def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: 
     shards = share_training_data(group, model, train)
     loaded = _Loaded(dataset.name, dataset.catalog)
     del dataset, train  # the whole ratings: each rank now holds its shards
+    give_back_memory()
     split_obj = None if test is None else Split(cast(Any, summary), test, recipe)
     return loaded, split_obj, summary, shards
 

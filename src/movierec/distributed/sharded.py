@@ -34,8 +34,8 @@ from movierec.distributed.solvers import TrainShards, solve_als, solve_ials
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.rating.mf import valid_tensors
 
-__all__ = ["TrainSummary", "cut_shards", "fit_sharded", "rank_across", "row_block", "serve_ranking",
-           "share_training_data", "stop_serving", "write_training_data"]
+__all__ = ["TrainSummary", "cut_shards", "fit_sharded", "give_back_memory", "rank_across",
+           "row_block", "serve_ranking", "share_training_data", "stop_serving", "write_training_data"]
 
 _PARTS = ("indptr", "indices", "data")
 
@@ -146,6 +146,18 @@ def share_training_data(group: Group, model: Recommender, train: Ratings | None
                 lambda payload=payload, rank=rank: dist.send_object_list(payload, dst=rank))
         del payload
     return cut_shards(maps, meta, 0, group.world_size), maps["seen"]
+
+
+def give_back_memory() -> None:
+    """After rank 0 dropped its ratings: collect their reference cycles and hand the freed heap back
+    to the system (glibc keeps freed blocks of the heap otherwise, and the rank's RSS would not drop)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to ask
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def fit_sharded(model: Recommender, shards: TrainShards, group: Group, *,
