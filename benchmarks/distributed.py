@@ -11,9 +11,14 @@ ratings; a GPU section (NCCL) runs where CUDA is present.
 Each run is `movierec evaluate DATA -m MODEL --json` (split random:0.9:42): one process as plain
 `python -m movierec`, two as `torchrun --nproc-per-node 2 -m movierec ... --distributed`, every rank
 started through this file's ``--as-rank`` entry, which writes the rank's peak resident memory
-(``ru_maxrss``) when the command ends. Seconds: the fit (``fit_s``, rank 0's) and the whole command
-(wall, with loading, splitting and rank 0's evaluation). Every rank reads the rating arrays; what the
-ranks split is the training work and the matrices it runs over (docs/distributed.md).
+(``ru_maxrss``) when the command ends, and the training phase's own figures: the RSS when the fit
+starts (after loading, splitting and, for iALS and biased-mf-als, sharing out the ratings, which
+rank 0 then drops) and the peak over the fit alone (VmHWM, reset by ``/proc/self/clear_refs`` when
+the fit starts; 0 where that cannot be written). Seconds: the fit (``fit_s``, rank 0's) and the whole
+command (wall, with loading, splitting and the evaluation). For iALS and biased-mf-als only rank 0
+reads the ratings and every rank ranks its block of users in the evaluation; the data-parallel models'
+ranks each read the rating arrays (docs/distributed.md). Each row is also printed as JSON, the metric
+with all its digits (one process against two: the same figure up to the fit's rounding).
 
 GPU section (only with CUDA): the same runs with NCCL, one rank per GPU; with one GPU it runs the
 one-process baseline and a one-rank NCCL launch (two ranks need two GPUs: NCCL refuses two ranks
@@ -33,22 +38,64 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC = {"ials": "ndcg@10", "mult-vae": "ndcg@10"}  # the others: rmse
+METRIC = {"ials": "ndcg@10", "mult-vae": "ndcg@10", "bpr": "ndcg@10"}  # the others: rmse
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` figure in KiB (VmRSS, VmHWM); 0 where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def _as_rank(folder: str, argv: list[str]) -> None:
-    """Run `movierec ARGV` and record this process's peak RSS in FOLDER/rank<RANK>.json."""
+    """Run `movierec ARGV` and record this process's peak RSS in FOLDER/rank<RANK>.json: over the
+    whole run (``ru_maxrss``) and over the training phase alone (the peak is reset when the fit
+    starts, after the data is loaded, split and, for the sharded models, shared out and dropped by
+    rank 0; VmHWM read when it ends), with the RSS the fit started from."""
     rank = os.environ.get("RANK", "0")
+    phase: dict[str, int] = {}
 
     def record() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        Path(folder, f"rank{rank}.json").write_text(json.dumps({"rank": int(rank), "peak_rss": peak}))
+        Path(folder, f"rank{rank}.json").write_text(json.dumps({"rank": int(rank), "peak_rss": peak,
+                                                                **phase}))
+
+    def measured(fit: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if "fit_start_rss" in phase:  # a fit inside the measured one
+                return fit(*args, **kwargs)
+            phase["fit_start_rss"] = _status_kib("VmRSS") * 1024
+            reset = _reset_peak()
+            try:
+                return fit(*args, **kwargs)
+            finally:
+                phase["fit_peak_rss"] = _status_kib("VmHWM") * 1024 if reset else 0
+        return run
 
     atexit.register(record)
+    import movierec.distributed.sharded as sharded
     from movierec.cli import main
+    from movierec.models.core.recommender import Recommender
 
+    sharded.fit_sharded = measured(sharded.fit_sharded)  # type: ignore[method-assign]
+    Recommender.fit = measured(Recommender.fit)  # type: ignore[method-assign]
     sys.argv = ["movierec", *argv]
     main()
 
@@ -72,20 +119,25 @@ def _run(procs: int, data: list[str], model: str, threads: int, env: dict[str, s
         tail = (done.stderr.strip().splitlines() or ["?"])[-1]
         raise SystemExit(f"{model} with {procs} process(es) failed: {tail}")
     report = json.loads(done.stdout[done.stdout.index("{"):])
-    peaks = [json.loads(p.read_text())["peak_rss"] for p in sorted(Path(folder).glob("rank*.json"))]
+    ranks = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("rank*.json"))]
     shutil.rmtree(folder, ignore_errors=True)
     metric = METRIC.get(model, "rmse")
     return {"model": model, "procs": procs, "fit_s": report["timings"]["fit_s"], "wall_s": wall,
-            "peak_rss_mb": [round(p / 2**20) for p in peaks], "metric": metric,
-            "value": report["metrics"][metric]}
+            "peak_rss_mb": [round(r["peak_rss"] / 2**20) for r in ranks],
+            "fit_start_mb": [round(r.get("fit_start_rss", 0) / 2**20) for r in ranks],
+            "fit_peak_mb": [round(r.get("fit_peak_rss", 0) / 2**20) for r in ranks],
+            "metric": metric, "value": report["metrics"][metric]}
 
 
 def _print(rows: list[dict[str, object]]) -> None:
-    print(f"{'model':20} {'procs':>5} {'fit s':>8} {'wall s':>8} {'peak RSS per rank (MB)':>24}  metric")
+    print(f"{'model':20} {'procs':>5} {'fit s':>8} {'wall s':>8} {'peak RSS per rank (MB)':>24} "
+          f"{'fit: start RSS (MB)':>20} {'fit: peak RSS (MB)':>20}  metric")
     for row in rows:
-        rss = ", ".join(map(str, row["peak_rss_mb"]))  # type: ignore[arg-type]
+        rss, start, fit = (", ".join(map(str, row[key]))  # type: ignore[call-overload]
+                           for key in ("peak_rss_mb", "fit_start_mb", "fit_peak_mb"))
         print(f"{row['model']:20} {row['procs']:>5} {row['fit_s']:>8.2f} {row['wall_s']:>8.1f} "
-              f"{rss:>24}  {row['metric']} {row['value']:.4f}")
+              f"{rss:>24} {start:>20} {fit:>20}  {row['metric']} {row['value']:.12f}")
+        print(json.dumps(row))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -537,8 +538,61 @@ def _check_same_job(group: Any, model: Any, train: Any, *job: Any) -> None:
         same_everywhere(group, "training data", train.fingerprint())
 
 
+def _sharded(group: Any, model_name: str) -> bool:
+    """Whether this run trains a model whose ratings are sharded over the ranks (rank 0 alone loads)."""
+    if group is None:
+        return False
+    from movierec.distributed.run import SHARDED
+
+    return model_name in SHARDED
+
+
+@dataclass
+class _Loaded:
+    """What rank 0 keeps of a dataset once a sharded model's ratings are shared out."""
+
+    name: str
+    catalog: Any
+
+
+def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: bool,
+                  *where: Any) -> tuple[Any, Any, Any, Any]:
+    """A sharded model's data in a distributed run: rank 0 loads and splits (as one process does) and
+    shares the training matrix out (`movierec.distributed.sharded.share_training_data`), then drops its
+    ratings, keeping the test rows, the catalog and a `TrainSummary` in place of the training part.
+
+    Returns (dataset name and catalog, the split with the summary as its train part or None, the
+    summary, (this rank's shards, rank 0's memory-mapped ratings matrix)); the first three are None
+    on the other ranks, which never read the data.
+    """
+    from typing import cast
+
+    from movierec.data.split import Split, make_split
+    from movierec.distributed import same_everywhere
+    from movierec.distributed.sharded import TrainSummary, give_back_memory, share_training_data
+
+    same_everywhere(group, "command", (model.name, model.get_params(), name, split, k))
+    if not group.is_main:
+        return None, None, None, share_training_data(group, model, None)
+    dataset = _load(name, *where, quiet)
+    if split.strip().lower() == "none":
+        train, test, recipe = dataset.ratings, None, "none"
+    else:
+        parts = make_split(dataset, split)
+        train, test, recipe = parts.train, parts.test, parts.recipe
+        del parts
+    summary = TrainSummary.of(train)
+    shards = share_training_data(group, model, train)
+    loaded = _Loaded(dataset.name, dataset.catalog)
+    del dataset, train  # the whole ratings: each rank now holds its shards
+    give_back_memory()
+    split_obj = None if test is None else Split(cast(Any, summary), test, recipe)
+    return loaded, split_obj, summary, shards
+
+
 def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = None,
-         max_memory: int | None = None, group: Any = None) -> tuple[float, list[dict[str, Any]]]:
+         max_memory: int | None = None, group: Any = None, shards: Any = None
+         ) -> tuple[float, list[dict[str, Any]]]:
     """Fit with an epoch progress bar; return (seconds, history).
 
     ``valid`` is shown to the model for per-epoch validation figures (learning curves); models
@@ -563,12 +617,41 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = 
         start = time.perf_counter()
         if group is None:
             model.fit(train, valid=valid, callback=callback, catalog=catalog, max_memory=max_memory)
+        elif shards is not None:  # rank 0's train is the `TrainSummary` of what was shared out
+            from movierec.distributed.sharded import fit_sharded
+
+            main = group.is_main
+            fit_sharded(model, shards[0], group, summary=train if main else None, seen=shards[1],
+                        valid=valid, callback=callback if main else None, catalog=catalog)
         else:
             from movierec.distributed import fit_distributed
 
             # each rank holds a shard: the whole-data estimate would refuse runs that fit
             fit_distributed(model, train, group, valid=valid, callback=callback, catalog=catalog)
     return time.perf_counter() - start, history
+
+
+def _serve_evaluation(group: Any, model: Any, shards: Any) -> None:
+    """A rank > 0 after training a sharded model: rank its users for rank 0's evaluation."""
+    if shards is not None:
+        from movierec.distributed.sharded import serve_ranking
+
+        serve_ranking(group, model)
+
+
+@contextmanager
+def _evaluation_across(group: Any, model: Any, shards: Any) -> Iterator[Any]:
+    """Rank 0's ranker for `evaluate` (None: the model's own): with a sharded model every rank ranks
+    its block of users; the other ranks are let go when the block ends, however it ends."""
+    if shards is None:
+        yield None
+        return
+    from movierec.distributed.sharded import rank_across, stop_serving
+
+    try:
+        yield rank_across(group, model)
+    finally:
+        stop_serving(group)
 
 
 def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -610,21 +693,29 @@ def train_command(
     limit = _max_memory(max_memory)
     group = _join(distributed, dist_timeout, model_name)
     helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
-    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
-    if split.strip().lower() == "none":
-        train, split_obj = dataset.ratings, None
+    shards = None
+    if _sharded(group, model_name):
+        dataset, split_obj, train, shards = _load_sharded(group, model, name, split, k,
+                                                          as_json or helper, mirror, data_dir, movies)
     else:
-        split_obj = make_split(dataset, split)
-        train = split_obj.train
-    _check_same_job(group, model, train, dataset.name, split, k)
+        dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
+        if split.strip().lower() == "none":
+            train, split_obj = dataset.ratings, None
+        else:
+            split_obj = make_split(dataset, split)
+            train = split_obj.train
+        _check_same_job(group, model, train, dataset.name, split, k)
     seconds, history = _fit(model, train, as_json or helper,
-                            valid=split_obj.test if split_obj else None, catalog=dataset.catalog,
-                            max_memory=limit, group=group)
+                            valid=split_obj.test if split_obj else None,
+                            catalog=dataset.catalog if dataset else None, max_memory=limit,
+                            group=group, shards=shards)
     if helper:
+        _serve_evaluation(group, model, shards)
         return
     metrics: dict[str, float] = {}
-    if split_obj is not None:
-        metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog).metrics
+    with _evaluation_across(group, model, shards) as ranker:
+        if split_obj is not None:
+            metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog, ranker=ranker).metrics
     dataset_label = Path(dataset.name).stem if Path(dataset.name).suffix else dataset.name
     target = out_dir or Path("runs") / f"{dataset_label}-{model_name}"
     save_model(
@@ -684,14 +775,22 @@ def evaluate_command(
     limit = _max_memory(max_memory)
     group = _join(distributed, dist_timeout, model_name)
     helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
-    dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
-    split_obj = make_split(dataset, split)
-    _check_same_job(group, model, split_obj.train, dataset.name, split, k)
-    seconds, _ = _fit(model, split_obj.train, as_json or helper, catalog=dataset.catalog,
-                      max_memory=limit, group=group)
+    shards = None
+    if _sharded(group, model_name):
+        dataset, split_obj, train, shards = _load_sharded(group, model, name, split, k,
+                                                          as_json or helper, mirror, data_dir, movies)
+    else:
+        dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
+        split_obj = make_split(dataset, split)
+        train = split_obj.train
+        _check_same_job(group, model, train, dataset.name, split, k)
+    seconds, _ = _fit(model, train, as_json or helper, catalog=dataset.catalog if dataset else None,
+                      max_memory=limit, group=group, shards=shards)
     if helper:
+        _serve_evaluation(group, model, shards)
         return
-    report = evaluate(model, split_obj, k=k, catalog=dataset.catalog)
+    with _evaluation_across(group, model, shards) as ranker:
+        report = evaluate(model, split_obj, k=k, catalog=dataset.catalog, ranker=ranker)
     report.timings["fit_s"] = seconds
     if per_user is not None:
         report.per_user.to_csv(per_user, index=False)

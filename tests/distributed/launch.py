@@ -3,7 +3,8 @@ up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), without torchrun's 
 sees each rank's exit code and stderr.
 
 ``die_after``: rank -> n makes that rank's process exit abruptly (os._exit, as a killed process) at its
-n-th call of the named solver function, i.e. in the middle of training.
+n-th call of the named solver function, i.e. in the middle of training. ``record_shards``: a path;
+every rank writes the sizes of the shards it trains on to PATH.RANK (JSON).
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ if die:
             os._exit(17)
         return original(*args, **kwargs)
     setattr(solvers, name, dying)
+record = os.environ.get("TEST_RECORD_SHARDS")
+if record:  # write the sizes of the arrays this rank trains on
+    import json
+    import movierec.distributed.sharded as sharded
+    fit = sharded.fit_sharded
+    def recording(model, shards, group, **kwargs):
+        sizes = {name: [int(getattr(shards, name).shape[0]), int(getattr(shards, name).nnz)]
+                 for name in ("user_rows", "item_rows", "seen_rows")}
+        sizes["seen"] = None if kwargs.get("seen") is None else int(kwargs["seen"].nnz)
+        with open(f"{record}.{group.rank}", "w") as out:
+            json.dump(sizes, out)
+        return fit(model, shards, group, **kwargs)
+    sharded.fit_sharded = recording
 from movierec.cli import main
 sys.argv = ["movierec", *sys.argv[1:]]
 main()
@@ -52,7 +66,8 @@ def free_port() -> int:
 
 def launch(args: list[str], world: int = 2, *, ranks: list[int] | None = None,
            world_of: dict[int, int] | None = None, die_after: dict[int, str] | None = None,
-           port: int | None = None, timeout: float = 120) -> list[Rank]:
+           port: int | None = None, timeout: float = 120, record_shards: Path | None = None
+           ) -> list[Rank]:
     """Run ``movierec ARGS`` as ranks ``ranks`` (default all) of a ``world``-process launch."""
     port = port or free_port()
     procs = []
@@ -62,6 +77,9 @@ def launch(args: list[str], world: int = 2, *, ranks: list[int] | None = None,
                "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
         env.pop("TEST_DIE_AFTER", None)
+        env.pop("TEST_RECORD_SHARDS", None)
+        if record_shards is not None:
+            env["TEST_RECORD_SHARDS"] = str(record_shards)
         if die_after and rank in die_after:
             env["TEST_DIE_AFTER"] = die_after[rank]
         procs.append(subprocess.Popen([sys.executable, "-c", BOOT, "--threads", "1", *args], env=env,

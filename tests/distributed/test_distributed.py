@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import mmap
 import os
 import subprocess
 import sys
@@ -29,12 +30,23 @@ from typer.testing import CliRunner, Result
 from movierec import __version__
 from movierec.artifacts import load_model
 from movierec.cli import app
+from movierec.data.download import load_dataset
+from movierec.data.split import make_split
 from movierec.data.synth import synthesize
 from movierec.distributed import COVERED, check_covered, join_group
 from movierec.distributed.group import Group
 from movierec.distributed.shard import all_gather_rows, shard_bounds, strided_shard
-from movierec.distributed.solvers import ials_shards, solve_als, solve_ials
+from movierec.distributed.sharded import (
+    TrainSummary,
+    cut_shards,
+    fit_sharded,
+    share_training_data,
+    write_training_data,
+)
+from movierec.distributed.solvers import ShardedExchange
 from movierec.errors import ConfigError
+from movierec.eval.protocol import evaluate
+from movierec.models.core.exchange import LOCAL
 from movierec.models.core.interactions import interaction_matrix, session_rows
 from movierec.models.ranking.ials import ImplicitALS
 from movierec.models.rating.als import BiasedMFALS
@@ -100,25 +112,41 @@ def test_the_strided_sampler_covers_every_row_with_equal_shards(n, world):
     assert sum(len(s) for s in shards) - n < world
 
 
-def test_ials_shards_are_the_blocks_of_the_single_process_matrix():
+def test_each_rank_gets_only_its_blocks_of_the_single_process_matrices(tmp_path):
     train = synthesize(120, 80, 3000, seed=1).ratings
     model = ImplicitALS(alpha=3.0, weighting="centered", min_rating=2.0, session_weight=0.5)
-    model.seen_ = train.csr
     whole = interaction_matrix(train.csr, model.min_rating, model.weighting)
     sessions = session_rows(train, model.session_gap, model.min_rating, model.weighting)
     whole = sp.vstack([whole, (0.5 * sessions).astype(np.float32)]).tocsr()
     whole.data *= np.float32(3.0)
+    assert abs(model.confidence_matrix(train) - whole).max() == 0
     world = 3
-    rows, cols = [], []
-    for rank in range(world):
-        by_user, by_item, n_rows, n_real = ials_shards(model, train, rank, world)
-        assert (n_rows, n_real) == (whole.shape[0], train.n_users)
-        rows.append(by_user)
-        cols.append(by_item)
-    assert abs(sp.vstack(rows) - whole).max() == 0
-    assert abs(sp.vstack(cols).T - whole).max() == 0
-    # no rank holds the whole matrix: its two shards together are about 2/world of it
-    assert all(r.nnz + c.nnz < 0.8 * whole.nnz for r, c in zip(rows, cols, strict=True))
+    maps, meta = write_training_data(model, train, tmp_path)
+    shards = [cut_shards(maps, meta, rank, world) for rank in range(world)]
+    assert abs(sp.vstack([s.user_rows for s in shards]) - whole).max() == 0
+    assert abs(sp.vstack([s.item_rows for s in shards]).T - whole).max() == 0
+    assert abs(sp.vstack([s.seen_rows for s in shards]) - train.csr).max() == 0
+    for rank, shard in enumerate(shards):  # each rank's arrays are its blocks' and no more
+        rows = shard_bounds(whole.shape[0], rank, world)
+        cols = shard_bounds(whole.shape[1], rank, world)
+        users = shard_bounds(train.n_users, rank, world)
+        assert shard.user_rows.shape == (rows[1] - rows[0], whole.shape[1])
+        assert len(shard.user_rows.data) == whole.indptr[rows[1]] - whole.indptr[rows[0]]
+        assert len(shard.item_rows.data) == (whole.indices >= cols[0]).sum() - (
+            whole.indices >= cols[1]).sum()
+        assert len(shard.seen_rows.indices) == train.csr[users[0]:users[1]].nnz
+        assert shard.user_rows.nnz + shard.item_rows.nnz < 0.8 * whole.nnz
+        assert (shard.n_users, shard.n_items, shard.n_ratings) == (120, 80, len(train))
+    # rank 0's whole ratings matrix is a view of the memory maps, not a copy in memory
+    for part in ("indptr", "indices", "data"):
+        assert isinstance(_base(getattr(maps["seen"], part)), mmap.mmap), part
+    assert abs(maps["seen"] - train.csr).max() == 0
+
+
+def _base(array: Any) -> Any:
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
 
 
 @pytest.fixture
@@ -136,21 +164,50 @@ def test_all_gather_of_one_block_is_the_block(group_of_one):
     assert torch.equal(all_gather_rows(block, 4, 1), block)
 
 
-def test_the_sharded_solvers_on_one_rank_are_the_models_own_training(group_of_one):
+def _one_rank_fit(model, train, group):
+    shards, seen = share_training_data(group, model, train)
+    return fit_sharded(model, shards, group, summary=TrainSummary.of(train), seen=seen)
+
+
+def test_the_sharded_exchange_on_one_rank_gives_the_models_own_training(group_of_one):
     train = synthesize(150, 90, 4000, seed=2).ratings
+    for fused in (False, True):
+        ials = ImplicitALS(factors=8, epochs=3, device="cpu")
+        ials._alternate(ials.confidence_matrix(train), ials.confidence_matrix(train).T.tocsr(),
+                        train.n_users, LOCAL, None, torch.device("cpu"))
+        sharded = ImplicitALS(factors=8, epochs=3, device="cpu")
+        sharded._alternate(sharded.confidence_matrix(train),
+                           sharded.confidence_matrix(train).T.tocsr(), train.n_users,
+                           ShardedExchange(group_of_one), None, torch.device("cpu"))
+        if not fused:  # the unfused solve is deterministic: the same factors to the bit
+            assert np.array_equal(sharded.user_factors_, ials.user_factors_)
+            assert np.array_equal(sharded.item_factors_, ials.item_factors_)
     ials = ImplicitALS(factors=8, epochs=3, device="cpu").fit(train)
-    state = solve_ials(ImplicitALS(factors=8, epochs=3), train, group_of_one)
-    assert state is not None
-    np.testing.assert_allclose(state["user_factors_"], ials.user_factors_, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(state["item_factors_"], ials.item_factors_, rtol=0, atol=1e-6)
+    state = _one_rank_fit(ImplicitALS(factors=8, epochs=3), train, group_of_one)
+    np.testing.assert_allclose(state.user_factors_, ials.user_factors_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(state.item_factors_, ials.item_factors_, rtol=0, atol=1e-6)
+    assert state.users_ is train.users and abs(state.seen_ - train.csr).max() == 0
     als = BiasedMFALS(factors=6, epochs=3, device="cpu").fit(train)
-    state = solve_als(BiasedMFALS(factors=6, epochs=3), train, group_of_one)
-    assert state is not None
-    np.testing.assert_allclose(state["user_factors_"], als.user_factors_, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(state["item_bias_"], als.item_bias_, rtol=0, atol=1e-5)
-    assert state["global_mean_"] == als.global_mean_
-    assert [round(h["train_rmse"], 5) for h in state["history_"]] == [
+    state = _one_rank_fit(BiasedMFALS(factors=6, epochs=3), train, group_of_one)
+    np.testing.assert_allclose(state.user_factors_, als.user_factors_, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(state.item_bias_, als.item_bias_, rtol=0, atol=1e-5)
+    assert state.global_mean_ == als.global_mean_
+    assert [round(h["train_rmse"], 5) for h in state.history_] == [
         round(h["train_rmse"], 5) for h in als.history_]
+
+
+def test_biased_als_through_the_sharded_exchange_is_the_single_process_fit_to_the_bit(group_of_one):
+    train = synthesize(150, 90, 4000, seed=2).ratings
+    als = BiasedMFALS(factors=6, epochs=3, device="cpu").fit(train)
+    mu = float(train.rating.astype(np.float64).mean())
+    residual = torch.as_tensor(train.rating.astype(np.float32) - np.float32(mu))
+    sharded = BiasedMFALS(factors=6, epochs=3, device="cpu")
+    sharded._alternate((train.user_index, train.item_index, residual),
+                       (train.item_index, train.user_index, residual), train.n_users, train.n_items,
+                       len(train), mu, ShardedExchange(group_of_one), None, None, torch.device("cpu"))
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        assert np.array_equal(getattr(sharded, name), getattr(als, name)), name
+    assert [h["train_rmse"] for h in sharded.history_] == [h["train_rmse"] for h in als.history_]
 
 
 # -- refusals without a launch -------------------------------------------------------------------
@@ -193,6 +250,35 @@ def test_two_process_ials_ranks_as_well_as_one_process(small):
     assert two["ndcg@10"] > 0.05  # it learned something: popularity-free ranking of a learnable set
 
 
+def test_two_process_sharded_training_holds_blocks_and_evaluates_as_one_process(small, tmp_path,
+                                                                              monkeypatch):
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where rank 0 writes the shared matrices
+    args = ["train", *data_args(small), "-m", "ials", "-p", "epochs=3", "-p", "factors=8"]
+    ranks = launch(["--threads", "1", *args, "--distributed", "--json", "-o", str(tmp_path / "m")],
+                   record_shards=tmp_path / "shards")
+    assert [r.code for r in ranks] == [0, 0], [r.err for r in ranks]
+    two = json.loads(ranks[0].out)["metrics"]
+    # the metrics of the ranks' blocks put together are the single-process evaluation of the model
+    dataset = load_dataset(str(small / "ratings.parquet"), movies=small / "movies.csv")
+    split = make_split(dataset, "random:0.9:42")
+    one = evaluate(load_model(tmp_path / "m").model, split, k=10, catalog=dataset.catalog).metrics
+    assert two.keys() == one.keys()
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, abs=1e-12, rel=0), key
+    # each rank trained on its blocks only: half the users' rows and half the movies' columns
+    sizes = [json.loads((tmp_path / f"shards.{rank}").read_text()) for rank in (0, 1)]
+    train = split.train
+    assert [s["seen_rows"][0] for s in sizes] == [150, 150]
+    assert [s["item_rows"][0] for s in sizes] == [
+        b - a for a, b in (shard_bounds(train.n_items, r, 2) for r in (0, 1))]
+    assert sum(s["seen_rows"][1] for s in sizes) == len(train)
+    assert all(s["seen_rows"][1] < 0.6 * len(train) for s in sizes)
+    assert sizes[0]["seen"] == len(train) and sizes[1]["seen"] is None  # rank 0's mapped whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "shards.0", "shards.1", "tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []  # the files went once mapped
+
+
 def test_two_process_training_writes_one_artifact_as_good_as_one_process(small, tmp_path):
     args = ["train", *data_args(small), "-m", "mean-normalized-mf", "-p", "epochs=25"]
     ranks = launch(["--threads", "1", *args, "--distributed", "--json", "-o", str(tmp_path / "two")])
@@ -214,11 +300,13 @@ def test_two_process_als_matches_one_process(small):
         single(*args)["metrics"]["rmse"], abs=1e-5)
 
 
-def test_a_rank_that_dies_mid_training_fails_the_run_in_one_line_and_writes_nothing(small, tmp_path):
+def test_a_rank_that_dies_mid_training_fails_the_run_in_one_line_and_writes_nothing(small, tmp_path,
+                                                                                   monkeypatch):
     target = tmp_path / "model"
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     ranks = launch(["train", *data_args(small), "-m", "ials", "-p", "epochs=30", "--distributed",
                     "--dist-timeout", "20", "--json", "-o", str(target)],
-                   die_after={1: "ials_cg_solve:3"})  # rank 1 vanishes in its second epoch
+                   die_after={1: "all_gather_rows:3"})  # rank 1 vanishes in its second epoch
     assert ranks[1].code == 17
     assert ranks[0].code == 2
     one_error_line(ranks[0].err, "training ials failed on rank 0 of 2", "no model was written")

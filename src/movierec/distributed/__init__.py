@@ -2,8 +2,10 @@
 
 - `join_group` / `leave_group`: this process's place in the launch (gloo on CPUs, NCCL on GPUs).
 - `fit_distributed`: fit a covered model (`COVERED`) across the group; rank 0 ends with the model.
-- The pieces: `movierec.distributed.shard` (who owns which rows), `movierec.distributed.solvers`
-  (sharded iALS and ALS), `movierec.distributed.data_parallel` (gradient all-reduce and the ratings
+- The pieces: `movierec.distributed.shard` (who owns which rows), `movierec.distributed.sharded`
+  (rank 0 shares out the training matrix; the evaluation spread over the ranks),
+  `movierec.distributed.solvers` (the sharded row exchange of iALS and ALS),
+  `movierec.distributed.data_parallel` (gradient all-reduce and the ratings
   sampler).
 
 See docs/distributed.md for launching on one machine or several.

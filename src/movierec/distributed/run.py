@@ -12,20 +12,15 @@ Rank 0 ends with the fitted model; the other ranks take part in the collectives 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import torch.distributed as dist
 
 from movierec.data.dataset import Catalog, Ratings
 from movierec.distributed.data_parallel import GradientReplicas
 from movierec.distributed.group import Group, guarded
-from movierec.distributed.solvers import solve_als, solve_ials
+from movierec.distributed.sharded import TrainSummary, fit_sharded, share_training_data
 from movierec.errors import ConfigError
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import training_replicas
-from movierec.models.rating.mf import valid_tensors
 
 __all__ = ["COVERED", "check_covered", "fit_distributed"]
 
@@ -42,23 +37,15 @@ def check_covered(model_name: str) -> None:
                           f"{', '.join(COVERED)}")
 
 
-@contextlib.contextmanager
-def _fit_replaced(model: Recommender, fit: Callable[[Ratings, Any, Any], None]) -> Iterator[None]:
-    """Let `Recommender.fit` (its checks, vocabularies, seen matrix, rollback) run ``fit`` in place of
-    the model's own `_fit`, from outside the model."""
-    model.__dict__["_fit"] = fit
-    try:
-        yield
-    finally:
-        model.__dict__.pop("_fit", None)
-
-
-def fit_distributed(model: Recommender, train: Ratings, group: Group, *, valid: Ratings | None = None,
+def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, valid: Ratings | None = None,
                     callback: Callback | None = None, catalog: Catalog | None = None) -> Recommender:
     """Fit ``model`` on ``train`` across ``group``; every rank calls this with the same model and data.
 
-    On rank 0 the model ends fitted, as `Recommender.fit` leaves it; elsewhere it is returned as it
-    came (its part of the work done). ``valid`` and ``callback`` serve reporting on rank 0 only.
+    On rank 0 the model ends fitted, as `Recommender.fit` leaves it. Elsewhere a sharded model ends
+    with the factors and its block's seen rows (enough to rank its users for `movierec.distributed.
+    sharded.serve_ranking`) and a data-parallel one as it came. Rank 0 alone reads ``train`` for a
+    sharded model (the others may pass None; `movierec.distributed.sharded` sends them their shards).
+    ``valid`` and ``callback`` serve reporting on rank 0 only.
 
     Raises:
         ConfigError: a model that is not covered (see `COVERED`).
@@ -67,22 +54,10 @@ def fit_distributed(model: Recommender, train: Ratings, group: Group, *, valid: 
     check_covered(model.name)
     main = group.is_main
     if model.name in SHARDED:
-        solve = solve_ials if model.name == "ials" else solve_als
-
-        def sharded_fit(train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-            extra = {}
-            if model.name == "biased-mf-als":
-                extra["valid_rows"] = valid_tensors(model, valid, group.device)
-            state = solve(model, train, group, callback, **extra)
-            model.__dict__.update(state or {})
-
-        if main:
-            with _fit_replaced(model, sharded_fit):
-                guarded(group, f"training {model.name}", lambda: model.fit(
-                    train, valid=valid, callback=callback, catalog=catalog))
-        else:
-            model._check_params()
-            guarded(group, f"training {model.name}", lambda: solve(model, train, group))
+        shards, seen = share_training_data(group, model, train if main else None)
+        fit_sharded(model, shards, group, summary=TrainSummary.of(train) if main else None,
+                    seen=seen, valid=valid if main else None, callback=callback if main else None,
+                    catalog=catalog)
     else:
         before = model.get_params()
         if "device" in before:  # every replica computes where its rank's collectives run

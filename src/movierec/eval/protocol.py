@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,8 @@ def _rating_metrics(model: Recommender, split: Split) -> tuple[dict[str, float],
 
 
 def _ranking(
-    model: Recommender, split: Split, k: int, catalog: Catalog | None, workers: int
+    model: Recommender, split: Split, k: int, catalog: Catalog | None, workers: int,
+    ranker: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, Any]]:
     test = split.test
     n_items = len(model.items_)
@@ -119,9 +121,9 @@ def _ranking(
     width = min(k, n_items)
     topk = np.full((len(eval_users), k), -1, dtype=np.int64)
     if served.any():
-        items, _ = model.recommend_indices(model_user[served], width, exclude_seen=True,
-                                           candidates=None if in_train.all() else in_train,
-                                           workers=workers)
+        items, _ = (ranker or model.recommend_indices)(
+            model_user[served], width, exclude_seen=True,
+            candidates=None if in_train.all() else in_train, workers=workers)
         topk[served, :width] = items
 
     hits = metrics.hits_matrix(topk, relevant)
@@ -158,6 +160,7 @@ def evaluate(
     catalog: Catalog | None = None,
     ranking: bool = True,
     workers: int | None = None,
+    ranker: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Report:
     """Evaluate a model fitted on ``split.train`` against ``split.test``.
 
@@ -171,6 +174,9 @@ def evaluate(
         workers: blocks of users ranked at once on threads of their own (see
             `Recommender.recommend_indices`); None: one per core, at most 4. Metrics do not depend
             on it.
+        ranker: what ranks the users, in place of ``model.recommend_indices`` (same arguments and
+            result), e.g. spread over the ranks of a distributed run
+            (`movierec.distributed.sharded.rank_across`).
 
     Raises:
         NotFittedError: if the model is not fitted. ConfigError: k < 1.
@@ -193,7 +199,8 @@ def evaluate(
         start = time.perf_counter()
         if workers is None:
             workers = min(os.cpu_count() or 1, 4)
-        ranking_summary, per_user, ranking_info = _ranking(model, split, k, catalog, workers)
+        ranking_summary, per_user, ranking_info = _ranking(model, split, k, catalog, workers,
+                                                           ranker)
         timings["rank_s"] = time.perf_counter() - start
         summary.update(ranking_summary)
         info.update(ranking_info)

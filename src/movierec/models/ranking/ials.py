@@ -39,7 +39,12 @@ import torch
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
-from movierec.models.core.interactions import check_interaction_params, session_rows
+from movierec.models.core.exchange import LOCAL, RowExchange
+from movierec.models.core.interactions import (
+    check_interaction_params,
+    interaction_matrix,
+    session_rows,
+)
 from movierec.models.core.memory import factor_fit_bytes
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch, resolve_device
@@ -257,27 +262,47 @@ class ImplicitALS(ImplicitFactors):
         resolve_device(self.device)
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
-        device = resolve_device(self.device)
-        confidence = self._interactions(train)
-        n_real = confidence.shape[0]
+        confidence = self.confidence_matrix(train)
+        self._alternate(confidence, confidence.T.tocsr(), train.n_users, LOCAL, callback,
+                        resolve_device(self.device))
+
+    def confidence_matrix(self, train: Ratings) -> sp.csr_matrix:
+        """What training solves against: (n_users + session pseudo-users) x n_items CSR (float32) of
+        c - 1 = alpha * v at every interaction (the real users' rows first)."""
+        confidence = interaction_matrix(train.csr, self.min_rating, self.weighting)
         if self.session_weight > 0 and train.timestamp is not None:
             # sessions as pseudo-users after the real ones, confidence scaled by session_weight
             sessions = session_rows(train, self.session_gap, self.min_rating, self.weighting)
             confidence = sp.vstack([confidence, (float(self.session_weight) * sessions
                                                  ).astype(confidence.dtype)]).tocsr()
         confidence.data *= np.float32(self.alpha)  # c - 1 at every interaction
-        by_user = _Pattern(confidence, device)
-        by_item = _Pattern(confidence.T.tocsr(), device)
+        return confidence
+
+    def _alternate(self, user_rows: sp.csr_matrix, item_rows: sp.csr_matrix, n_real: int,
+                   exchange: RowExchange, callback: Callback | None, device: torch.device) -> None:
+        """The epochs, on the rows ``exchange`` gives this process, and the learned state.
+
+        Args:
+            user_rows: the rows ``exchange.bounds(n_rows)`` of `confidence_matrix` (block x n_items).
+            item_rows: its columns ``exchange.bounds(n_items)``, as rows (block x n_rows).
+            n_real: the real users (the rows after them are session pseudo-users, not kept).
+        """
+        n_rows, n_items = item_rows.shape[1], user_rows.shape[1]
+        by_user, by_item = _Pattern(user_rows, device), _Pattern(item_rows, device)
+        del user_rows, item_rows  # the caller's copy of a temporary is gone with these
+        r0, r1 = exchange.bounds(n_rows)
+        c0, c1 = exchange.bounds(n_items)
         generator = torch.Generator().manual_seed(int(self.random_state))
-        n_users, n_items = confidence.shape
         k, reg, steps = int(self.factors), float(self.reg), int(self.cg_steps)
-        users = (torch.randn(n_users, k, generator=generator) * 0.01).to(device)
+        users = (torch.randn(n_rows, k, generator=generator) * 0.01).to(device)
         items = (torch.randn(n_items, k, generator=generator) * 0.01).to(device)
         history: list[dict[str, float]] = []
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
-            ials_cg_solve(by_item, users, items, reg, steps)
-            ials_cg_solve(by_user, items, users, reg, steps)
+            ials_cg_solve(by_item, users, items[c0:c1], reg, steps)  # in place, on this block
+            exchange.gather(items[c0:c1], n_items, out=items)
+            ials_cg_solve(by_user, items, users[r0:r1], reg, steps)
+            exchange.gather(users[r0:r1], n_rows, out=users)
             if device.type == "cuda":  # CUDA runs ahead of the host: time the work, not its launch
                 torch.cuda.synchronize(device)
             record_epoch(history, {"epoch": epoch, "epochs": self.epochs,

@@ -11,12 +11,17 @@ import torch
 
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
+from movierec.models.core.exchange import LOCAL, RowExchange
 from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
 from movierec.models.core.train import record_epoch, resolve_device
 from movierec.models.rating.mf import BiasedFactors, rmse, valid_tensors
 
-__all__ = ["BiasedMFALS", "RowBlocks", "als_solve_rows"]
+__all__ = ["BiasedMFALS", "RatedRows", "RowBlocks", "als_solve_rows"]
+
+# One side's ratings for the rows a process solves: (row index within the block, the other side's
+# index, rating - mu as a float32 tensor), one entry per rating, all three in one order.
+RatedRows = tuple[np.ndarray, np.ndarray, torch.Tensor]
 
 # Padded ratings per block of batched Gram matrices in ALS: bounds the scratch at about
 # _BLOCK_RATINGS * (factors + 2) floats (~50 MB at 50 factors) whatever the data size.
@@ -200,17 +205,40 @@ class BiasedMFALS(BiasedFactors):
 
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
-        dtype = torch.float32
-        generator = torch.Generator().manual_seed(int(self.random_state))
-        n_users, n_items, k = train.n_users, train.n_items, int(self.factors)
-        users = torch.as_tensor(train.user_index.astype(np.int64), device=device)
-        items = torch.as_tensor(train.item_index.astype(np.int64), device=device)
         mu = float(train.rating.astype(np.float64).mean())
         residual = torch.as_tensor(train.rating.astype(np.float32) - np.float32(mu), device=device)
-        by_user = RowBlocks(train.user_index, train.item_index, n_users, n_items, device)
-        by_item = RowBlocks(train.item_index, train.user_index, n_items, n_users, device)
-        valid_rows = valid_tensors(self, valid, device)
+        self._alternate((train.user_index, train.item_index, residual),
+                        (train.item_index, train.user_index, residual), train.n_users, train.n_items,
+                        len(train), mu, LOCAL, valid_tensors(self, valid, device), callback, device)
 
+    def _alternate(self, user_ratings: RatedRows, item_ratings: RatedRows, n_users: int, n_items: int,
+                   n_ratings: int, mu: float, exchange: RowExchange,
+                   valid_rows: tuple[torch.Tensor, ...] | None, callback: Callback | None,
+                   device: torch.device) -> None:
+        """The epochs, on the rows ``exchange`` gives this process, and the learned state.
+
+        Args:
+            user_ratings: the ratings of the users ``exchange.bounds(n_users)``: (user index minus the
+                block's start, item index, rating - mu as a float32 tensor on ``device``), one
+                entry per rating in one order.
+            item_ratings: the same for the items ``exchange.bounds(n_items)`` (item index minus the
+                block's start, user index, rating - mu).
+            n_ratings: all the training ratings (of every process: the RMSE's denominator).
+            mu: the mean training rating.
+            valid_rows: (user index, item index, rating) tensors to report ``valid_rmse``, or None.
+        """
+        dtype = torch.float32
+        k = int(self.factors)
+        u0, u1 = exchange.bounds(n_users)
+        i0, i1 = exchange.bounds(n_items)
+        by_user = RowBlocks(user_ratings[0], user_ratings[1], u1 - u0, n_items, device)
+        by_item = RowBlocks(item_ratings[0], item_ratings[1], i1 - i0, n_users, device)
+        user_items = torch.as_tensor(np.asarray(user_ratings[1], dtype=np.int64), device=device)
+        item_users = torch.as_tensor(np.asarray(item_ratings[1], dtype=np.int64), device=device)
+        residual_u, residual_i = user_ratings[2], item_ratings[2]
+        del user_ratings, item_ratings
+
+        generator = torch.Generator().manual_seed(int(self.random_state))
         user_side = torch.ones(n_users, k + 1, dtype=dtype, device=device)  # [p_u, 1]
         user_side[:, :k] = torch.randn(n_users, k, generator=generator, dtype=dtype).to(device) * 0.1
         user_bias = torch.zeros(n_users, dtype=dtype, device=device)
@@ -220,14 +248,16 @@ class BiasedMFALS(BiasedFactors):
         history: list[dict[str, float]] = []
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
-            targets = residual - torch.index_select(user_bias, 0, users)
+            targets = residual_i - torch.index_select(user_bias, 0, item_users)
             solved, _ = als_solve_rows(by_item, user_side, targets, reg, bias_reg)
+            solved = exchange.gather(solved, n_items)
             item_side[:, :k], item_bias = solved[:, :k], solved[:, k].contiguous()
-            targets = residual - torch.index_select(item_bias, 0, items)
+            targets = residual_u - torch.index_select(item_bias, 0, user_items)
             solved, sse = als_solve_rows(by_user, item_side, targets, reg, bias_reg)
+            solved = exchange.gather(solved, n_users)
             user_side[:, :k], user_bias = solved[:, :k], solved[:, k].contiguous()
             record = {"epoch": epoch, "epochs": self.epochs,
-                      "train_rmse": math.sqrt(max(sse, 0.0) / len(train))}
+                      "train_rmse": math.sqrt(max(exchange.total(sse), 0.0) / n_ratings)}
             if valid_rows is not None:
                 vu, vi, truth = valid_rows
                 dot = (torch.index_select(user_side[:, :k], 0, vu)
