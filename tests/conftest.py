@@ -8,7 +8,9 @@ where it is absent.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # example into a failure (speed is measured by benchmarks/, never by tests).
 settings.register_profile("movierec", deadline=None)
 settings.load_profile("movierec")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI's root callback reconfigures the root logger (force=True); keep that out of other
+    tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def mirror_dir() -> Path:

@@ -8,13 +8,11 @@ reaches stdout vs stderr).
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).with_name("movierec")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "movierec.cli"]
 FOLDS = ["u1", "u2", "u3", "u4", "u5", "ua", "ub"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    # The CLI's root callback reconfigures the root logger (force=True); keep that out of other tests.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:

@@ -9,12 +9,18 @@ every rank writes the sizes of the shards it trains on to PATH.RANK (JSON).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from movierec.cli import app
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -93,3 +99,15 @@ def launch(args: list[str], world: int = 2, *, ranks: list[int] | None = None,
             out, err = proc.communicate()
         results.append(Rank(proc.returncode, out, err))
     return results
+
+
+def data_args(folder: Path) -> list[str]:
+    """The data arguments of a command on the synthetic set in ``folder``."""
+    return [str(folder / "ratings.parquet"), "--movies", str(folder / "movies.csv")]
+
+
+def single(*args: str) -> dict[str, Any]:
+    """The command's JSON answer, run as one process in this one."""
+    result = CliRunner().invoke(app, ["--threads", "1", *args, "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout)

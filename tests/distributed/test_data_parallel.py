@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,28 +24,7 @@ from movierec.distributed import COVERED, check_covered
 from movierec.distributed.data_parallel import combine_parts
 from movierec.errors import ConfigError
 
-from .launch import SRC, free_port, launch
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ratings.parquet + movies.csv of a small synthetic set (300 users, 200 movies, with times)."""
-    folder = tmp_path_factory.mktemp("synth")
-    result = CliRunner().invoke(app, ["data", "synth", "--users", "300", "--items", "200",
-                                      "--ratings", "12000", "--seed", "3", "--out", str(folder),
-                                      "--json"])
-    assert result.exit_code == 0, result.output
-    return folder
-
-
-def data_args(folder: Path) -> list[str]:
-    return [str(folder / "ratings.parquet"), "--movies", str(folder / "movies.csv")]
-
-
-def single(*args: str) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["--threads", "1", *args, "--json"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
+from .launch import SRC, data_args, free_port, launch, single
 
 
 def two_processes(*args: str) -> dict[str, Any]:

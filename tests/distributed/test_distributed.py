@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import mmap
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,37 +49,7 @@ from movierec.models.core.interactions import interaction_matrix, session_rows
 from movierec.models.ranking.ials import ImplicitALS
 from movierec.models.rating.als import BiasedMFALS
 
-from .launch import SRC, launch
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ratings.parquet + movies.csv of a small synthetic set (300 users, 200 movies, with times)."""
-    folder = tmp_path_factory.mktemp("synth")
-    result = CliRunner().invoke(app, ["data", "synth", "--users", "300", "--items", "200",
-                                      "--ratings", "12000", "--seed", "3", "--out", str(folder),
-                                      "--json"])
-    assert result.exit_code == 0, result.output
-    return folder
-
-
-def data_args(folder: Path) -> list[str]:
-    return [str(folder / "ratings.parquet"), "--movies", str(folder / "movies.csv")]
-
-
-def single(*args: str) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["--threads", "1", *args, "--json"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
+from .launch import SRC, data_args, launch, single
 
 
 def one_error_line(rank_err: str, *fragments: str) -> str:
