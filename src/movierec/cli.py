@@ -555,6 +555,27 @@ class _Loaded:
     catalog: Any
 
 
+def _prepare(group: Any, model: Any, name: str, split: str, k: int, quiet: bool, mirror: str | None,
+             data_dir: Path | None, movies: Path | None, *, whole_ok: bool = False
+             ) -> tuple[Any, Any, Any, Any]:
+    """(dataset, split, training ratings, this rank's shards or None) for train and evaluate: sharded
+    for the sharded models of a distributed run (`_load_sharded`), else loaded (rank 0 first) and
+    split, with every rank checked to run the same job. ``whole_ok``: split ``none`` trains on all
+    the ratings (no split)."""
+    from movierec.data.split import make_split
+
+    if _sharded(group, model.name):
+        return _load_sharded(group, model, name, split, k, quiet, mirror, data_dir, movies)
+    dataset = _load_for(group, name, mirror, data_dir, movies, quiet)
+    if whole_ok and split.strip().lower() == "none":
+        train, split_obj = dataset.ratings, None
+    else:
+        split_obj = make_split(dataset, split)
+        train = split_obj.train
+    _check_same_job(group, model, train, dataset.name, split, k)
+    return dataset, split_obj, train, None
+
+
 def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: bool,
                   *where: Any) -> tuple[Any, Any, Any, Any]:
     """A sharded model's data in a distributed run: rank 0 loads and splits (as one process does) and
@@ -684,7 +705,6 @@ def train_command(
 ) -> None:
     """Train a model, evaluate it on the held-out split, and save it as an artifact folder."""
     from movierec.artifacts import save_model
-    from movierec.data.split import make_split
     from movierec.eval.protocol import evaluate
     from movierec.models.registry import create_model, parse_params
 
@@ -693,18 +713,8 @@ def train_command(
     limit = _max_memory(max_memory)
     group = _join(distributed, dist_timeout, model_name)
     helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
-    shards = None
-    if _sharded(group, model_name):
-        dataset, split_obj, train, shards = _load_sharded(group, model, name, split, k,
-                                                          as_json or helper, mirror, data_dir, movies)
-    else:
-        dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
-        if split.strip().lower() == "none":
-            train, split_obj = dataset.ratings, None
-        else:
-            split_obj = make_split(dataset, split)
-            train = split_obj.train
-        _check_same_job(group, model, train, dataset.name, split, k)
+    dataset, split_obj, train, shards = _prepare(group, model, name, split, k, as_json or helper,
+                                                 mirror, data_dir, movies, whole_ok=True)
     seconds, history = _fit(model, train, as_json or helper,
                             valid=split_obj.test if split_obj else None,
                             catalog=dataset.catalog if dataset else None, max_memory=limit,
@@ -767,7 +777,6 @@ def evaluate_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Train on a split's train part and report rating and top-N metrics on its test part."""
-    from movierec.data.split import make_split
     from movierec.eval.protocol import evaluate
     from movierec.models.registry import create_model, parse_params
 
@@ -775,15 +784,8 @@ def evaluate_command(
     limit = _max_memory(max_memory)
     group = _join(distributed, dist_timeout, model_name)
     helper = group is not None and not group.is_main  # a rank > 0: trains its shard, says nothing
-    shards = None
-    if _sharded(group, model_name):
-        dataset, split_obj, train, shards = _load_sharded(group, model, name, split, k,
-                                                          as_json or helper, mirror, data_dir, movies)
-    else:
-        dataset = _load_for(group, name, mirror, data_dir, movies, as_json or helper)
-        split_obj = make_split(dataset, split)
-        train = split_obj.train
-        _check_same_job(group, model, train, dataset.name, split, k)
+    dataset, split_obj, train, shards = _prepare(group, model, name, split, k, as_json or helper,
+                                                 mirror, data_dir, movies)
     seconds, _ = _fit(model, train, as_json or helper, catalog=dataset.catalog if dataset else None,
                       max_memory=limit, group=group, shards=shards)
     if helper:
