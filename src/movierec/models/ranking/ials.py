@@ -84,20 +84,22 @@ def ials_solve_reference(confidence: sp.csr_matrix, other: np.ndarray, reg: floa
 
 class _Pattern:
     """One side's interactions as torch CSR pieces (rows x cols, sorted indices, int32 indices):
-    the (c - 1) values, and reusable buffers for the sampled products."""
+    the (c - 1) values, and reusable buffers for the sampled products.
+
+    On the CPU the pieces share the matrix's arrays where their dtypes already match (no copy: at
+    32M ratings with session rows each copy of one side is ~0.4 GB), and the two buffers of the
+    unfused solve (`dots`), 4 bytes per entry each, are made on its first use: the fused solve
+    never needs them."""
 
     def __init__(self, matrix: sp.csr_matrix, device: torch.device) -> None:
         matrix = matrix.tocsr()
         matrix.sort_indices()
         self.shape = matrix.shape
         index = np.int32 if matrix.nnz < 2**31 else np.int64
-        self.crow = torch.as_tensor(matrix.indptr.astype(index), device=device)
-        self.col = torch.as_tensor(matrix.indices.astype(index), device=device)
-        self.extra = torch.as_tensor(matrix.data.astype(np.float32), device=device)  # c - 1
-        with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta"
-            warnings.simplefilter("ignore", UserWarning)
-            self._pattern = self.csr(torch.zeros_like(self.extra))
-        self._dots = self.csr(torch.zeros_like(self.extra))
+        self.crow = torch.as_tensor(matrix.indptr.astype(index, copy=False), device=device)
+        self.col = torch.as_tensor(matrix.indices.astype(index, copy=False), device=device)
+        self.extra = torch.as_tensor(matrix.data.astype(np.float32, copy=False), device=device)  # c - 1
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
         self._workspace: list[torch.Tensor] = []
 
     def workspace(self, like: torch.Tensor) -> list[torch.Tensor]:
@@ -114,8 +116,14 @@ class _Pattern:
     def dots(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """(nnz,) x_r·y_c at the stored entries only (a sampled dense-dense product), in a buffer
         that the next call overwrites."""
-        torch.sparse.sampled_addmm(self._pattern, x, other.T, beta=0.0, out=self._dots)
-        return self._dots.values()
+        if self._buffers is None:
+            with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self._buffers = (self.csr(torch.zeros_like(self.extra)),
+                                 self.csr(torch.zeros_like(self.extra)))
+        pattern, out = self._buffers
+        torch.sparse.sampled_addmm(pattern, x, other.T, beta=0.0, out=out)
+        return out.values()
 
 
 def ials_cg_solve(pattern: _Pattern, other: torch.Tensor, x: torch.Tensor, reg: float, steps: int,
