@@ -273,6 +273,33 @@ def test_ndcg_on_ml100k_strat75(strat75, model, low, high):
     assert low <= report.metrics["ndcg@10"] <= high, report.metrics
 
 
+@pytest.mark.parametrize("weighting", ["binary", "centered"])
+def test_sessions_are_the_coo_built_matrix(weighting):
+    """The session matrix is built straight as CSR; it equals the COO construction of its definition
+    (rows: a user's ratings in time order cut at gaps; duplicates impossible), entry for entry."""
+    from movierec.data.synth import synthesize
+    from movierec.models.core.interactions import _user_time_item_order, interaction_weights
+
+    data = synthesize(200, 150, 6000, seed=2).ratings
+    got = session_matrix(data, 3600.0, 3.0, weighting)
+    users, items = data.user_index, data.item_index
+    ratings = data.rating.astype(np.float64)
+    counts = np.maximum(np.bincount(users, minlength=data.n_users), 1)
+    means = np.bincount(users, ratings, data.n_users) / counts
+    values = interaction_weights(ratings, weighting, means[users]).astype(np.float64)
+    order = _user_time_item_order(users, data.timestamp, items, data.n_users, data.n_items)
+    u, t = users[order], data.timestamp[order]
+    starts = np.r_[True, (u[1:] != u[:-1]) | (np.diff(t) > 3600.0)]
+    session = np.cumsum(starts) - 1
+    keep = ratings[order] >= 3.0
+    want = sp.csr_matrix((values[order][keep], (session[keep], items[order][keep])),
+                         shape=(int(session[-1]) + 1, data.n_items))
+    assert got.shape == want.shape and got.has_sorted_indices
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
 def test_session_rows_keeps_sessions_of_two_or_more():
     # as in test_sessions_by_hand: sessions {1, 2}, {3} (user 1) and {1, 3} (user 2)
     data = Ratings.from_arrays([1, 1, 1, 2, 2], [1, 2, 3, 3, 1], [4.0, 2.0, 5.0, 3.0, 1.0],

@@ -107,15 +107,29 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     means = (np.bincount(users, ratings, train.n_users)
              / np.maximum(np.bincount(users, minlength=train.n_users), 1))
     values = interaction_weights(ratings, weighting, means[users]).astype(np.float64)
+    keep = ratings >= min_rating
+    del ratings, means  # every array here is a rating long: hold as few at once as can be
     order = _user_time_item_order(users, train.timestamp, items, train.n_users, train.n_items)
     users, items, times = users[order], items[order], train.timestamp[order]
-    values, ratings = values[order], ratings[order]
+    values, keep = values[order], keep[order]
+    del order
     starts = np.ones(len(users), dtype=bool)
     starts[1:] = (users[1:] != users[:-1]) | (np.diff(times) > gap)
+    del users, times
     session = np.cumsum(starts) - 1
-    keep = ratings >= min_rating
-    shape = (int(session[-1]) + 1 if len(session) else 0, train.n_items)
-    return sp.csr_matrix((values[keep], (session[keep], items[keep])), shape=shape)
+    del starts
+    n_sessions = int(session[-1]) + 1 if len(session) else 0
+    # The rows come in session order, and a session's movies are distinct (one rating per user and
+    # movie): the CSR arrays are these columns as they stand, with no COO detour (which held three
+    # int64 / float64 copies of them at once, the peak of an iALS fit at 32M ratings).
+    session, items, values = session[keep], items[keep], values[keep]
+    index = np.int32 if max(len(items), train.n_items) < 2**31 else np.int64
+    indptr = np.zeros(n_sessions + 1, dtype=index)
+    np.cumsum(np.bincount(session, minlength=n_sessions), out=indptr[1:])
+    matrix = sp.csr_matrix((values, items.astype(index, copy=False), indptr),
+                           shape=(n_sessions, train.n_items))
+    matrix.sort_indices()
+    return matrix
 
 
 def _user_time_item_order(users: np.ndarray, times: np.ndarray, items: np.ndarray, n_users: int,
