@@ -40,28 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _proc import reset_peak, status_kib  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = {"ials": "ndcg@10", "mult-vae": "ndcg@10", "bpr": "ndcg@10"}  # the others: rmse
-
-
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` figure in KiB (VmRSS, VmHWM); 0 where there is none."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: clear_refs 5)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _as_rank(folder: str, argv: list[str]) -> None:
@@ -81,12 +63,12 @@ def _as_rank(folder: str, argv: list[str]) -> None:
         def run(*args: Any, **kwargs: Any) -> Any:
             if "fit_start_rss" in phase:  # a fit inside the measured one
                 return fit(*args, **kwargs)
-            phase["fit_start_rss"] = _status_kib("VmRSS") * 1024
-            reset = _reset_peak()
+            phase["fit_start_rss"] = (status_kib("VmRSS") or 0) * 1024
+            reset = reset_peak()
             try:
                 return fit(*args, **kwargs)
             finally:
-                phase["fit_peak_rss"] = _status_kib("VmHWM") * 1024 if reset else 0
+                phase["fit_peak_rss"] = (status_kib("VmHWM") or 0) * 1024 if reset else 0
         return run
 
     atexit.register(record)

@@ -23,17 +23,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from _proc import reset_peak, status_kib  # beside this script
 
 SCALE_32M = (200_000, 87_000, 32_000_000)
 
 
 def _status(field: str) -> int:
     """A /proc/self/status figure (VmRSS, VmHWM) in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    kib = status_kib(field)
+    if kib is None:
+        raise RuntimeError(f"no {field} in /proc/self/status")
+    return kib * 1024
 
 
 def _data(dataset_name: str, synth: str | None, data_dir: str):
@@ -56,7 +57,8 @@ def child(name: str, dataset_name: str, synth: str | None, data_dir: str) -> Non
     sizes = (ratings.n_users, ratings.n_items, len(ratings))
     estimate = model.estimate_fit_bytes(*sizes)
     ratings.csr  # noqa: B018 - built before the mark: the caller's data, not the fit's
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    if not reset_peak():  # VmHWM back to the current RSS
+        raise OSError("cannot reset the peak RSS (/proc/self/clear_refs)")
     before = _status("VmRSS")
     start = time.perf_counter()
     model.fit(ratings, catalog=dataset.catalog, max_memory=1 << 62)

@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _proc import reset_peak, status_kib  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"100k": 100_000, "1M": 1_000_000, "4M": 4_000_000, "16M": 16_000_000, "32M": 32_000_000}
 PIPELINE = ("load", "split", "ials-fit", "evaluate", "recommend-all")
@@ -50,24 +52,10 @@ def shape(n_ratings: int) -> tuple[int, int]:
     return max(n_ratings // 160, 100), max(n_ratings // 370, 200)
 
 
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); False where unsupported."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def _rss_mb(field: str) -> float:
     """VmHWM (peak) or VmRSS (now) of this process in MB, from /proc; ru_maxrss where absent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kib = status_kib(field)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if kib is None else kib) / 1024
 
 
 def _child(size: str, device: str, work: Path, with_implicit: bool) -> dict:
@@ -92,7 +80,7 @@ def _child(size: str, device: str, work: Path, with_implicit: bool) -> dict:
 
     def phase(name: str, run) -> None:
         nonlocal process_peak
-        _reset_peak()
+        reset_peak()
         start = time.perf_counter()
         run()
         sync()
