@@ -48,19 +48,17 @@ class DotTopK32:
 
     Args:
         users (n_users, d), items (n_items, d), offsets (n_items,): the model's `DotParts` arrays.
-        items64, offsets64: ``items`` and ``offsets`` in float64 when the caller holds them already.
         full_scores: float64 score rows for user indices (the model's ``_score_users``), for the rows
             the float32 pass cannot prove.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, offsets: np.ndarray,
-                 full_scores: Callable[[np.ndarray], np.ndarray],
-                 items64: np.ndarray | None = None, offsets64: np.ndarray | None = None) -> None:
+                 full_scores: Callable[[np.ndarray], np.ndarray]) -> None:
         self.users = users
         self.items32 = np.ascontiguousarray(items, dtype=np.float32)
         self.offsets32 = np.ascontiguousarray(offsets, dtype=np.float32)
-        self.items64 = np.asarray(items, dtype=np.float64) if items64 is None else items64
-        self.offsets64 = np.asarray(offsets, dtype=np.float64) if offsets64 is None else offsets64
+        self.items64 = np.asarray(items, dtype=np.float64)
+        self.offsets64 = np.asarray(offsets, dtype=np.float64)
         self.full_scores = full_scores
         d = self.items64.shape[1]
         with np.errstate(over="ignore", invalid="ignore"):
@@ -90,8 +88,9 @@ class DotTopK32:
         if width == 0 or len(user_index) == 0:
             return (np.full((len(user_index), width), -1, dtype=np.int64),
                     np.full((len(user_index), width), -np.inf))
-        users64 = np.asarray(self.users[user_index], dtype=np.float64)
-        scores32 = np.asarray(self.users[user_index], dtype=np.float32) @ self.items32.T
+        block = self.users[user_index]
+        users64 = block.astype(np.float64)
+        scores32 = block.astype(np.float32, copy=False) @ self.items32.T
         if self._offset_max:
             scores32 += self.offsets32
         kept, kept32 = top_k(scores32, pick, exclude, candidates, overwrite=True)

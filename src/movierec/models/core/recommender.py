@@ -485,10 +485,15 @@ class Recommender:
     def _cached_parts(self, key: tuple[Any, ...], build: Callable[[], DotParts]) -> DotParts:
         """``build()``, kept until an object of ``key`` (the learned arrays it reads) is rebound, so
         that `_dot_parts` returns the same arrays call after call."""
-        cached = self.__dict__.get("_dot_parts_cache")
+        return self._kept("_dot_parts_cache", key, build)
+
+    def _kept(self, slot: str, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """``build()``, kept in ``slot`` until an object of ``key`` (what it was built from) is
+        rebound."""
+        cached = self.__dict__.get(slot)
         if cached is None or len(cached[0]) != len(key) or any(
                 a is not b for a, b in zip(cached[0], key, strict=True)):
-            cached = self.__dict__["_dot_parts_cache"] = (key, build())
+            cached = self.__dict__[slot] = (key, build())
         return cached[1]
 
     def _device_top_k(self, n_users: int) -> Any:
@@ -513,12 +518,9 @@ class Recommender:
         parts = self._dot_parts()
         if parts is None or not parts.exact:
             return None
-        key = (parts.users, parts.items, parts.offsets)
-        cached = self.__dict__.get("_cpu_dot_top_k_cache")
-        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
-            cached = self.__dict__["_cpu_dot_top_k_cache"] = (key, dot_topk.DotTopK32(
-                parts.users, parts.items, parts.offsets, self._score_users))
-        return cached[1]
+        return self._kept("_cpu_dot_top_k_cache", (parts.users, parts.items, parts.offsets),
+                          lambda: dot_topk.DotTopK32(parts.users, parts.items, parts.offsets,
+                                                     self._score_users))
 
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Scores as returned to callers: a rating model's are clipped to the scale like `predict`
