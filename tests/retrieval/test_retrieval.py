@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec.artifacts import load_model, save_model
 from movierec.data.synth import synthesize
@@ -259,3 +261,39 @@ def test_distinct_movies_keep_their_indices() -> None:
     found, _ = index.search(parts.users, 10, nprobe=index.nlist)
     want = np.argsort(-exact_scores(parts, np.arange(5)), axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(found, want)
+
+
+def test_calibration_stops_at_the_first_step_that_reaches_the_target() -> None:
+    from movierec.retrieval.index import _probe_steps
+
+    assert _probe_steps(283) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 283]
+    assert _probe_steps(1) == [1] and _probe_steps(3) == [1, 2, 3]
+    index = AnnIndex(None, np.ones(2, bool), 1, float("nan"), "", 100, 283, (np.empty(0),) * 3)
+    tried: list[int] = []
+
+    def recall_at(nprobe: int) -> float:
+        tried.append(nprobe)
+        return min(1.0, nprobe / 20)  # reaches 0.98 from 19.6 lists up
+
+    index.calibrate(recall_at, 0.98)
+    assert index.nprobe == 24 and index.recall == 1.0 and tried == [1, 2, 3, 4, 6, 8, 12, 16, 24]
+    index.calibrate(lambda nprobe: 0.5, 0.98)  # never reached: every list, exhaustive
+    assert index.nprobe == 283 and index.recall == 0.5
+
+
+@given(st.integers(1, 40), st.integers(1, 60), st.integers(1, 12), st.integers(1, 500), st.integers(0, 10**6))
+@settings(max_examples=60, deadline=None)
+def test_dropping_seen_movies_matches_a_set_lookup(n_users: int, n_items: int, m: int, mask: int,
+                                                   seed: int) -> None:
+    from movierec.retrieval.retriever import _drop_seen
+
+    rng = np.random.default_rng(seed)
+    seen = [np.sort(rng.choice(n_items, rng.integers(0, n_items + 1), replace=False)) for _ in range(n_users)]
+    position = np.repeat(np.arange(n_users), [len(s) for s in seen])
+    movies = np.concatenate(seen).astype(np.int64) if position.size else np.empty(0, np.int64)
+    found = rng.integers(-1, n_items, size=(n_users, m))
+    valid = found >= 0
+    sets = [set(s.tolist()) for s in seen]
+    want = valid & np.array([[f not in s for f in row] for row, s in zip(found, sets, strict=True)])
+    _drop_seen(valid, found, (position, movies), n_items, mask_elements=mask)  # blocks of any size
+    np.testing.assert_array_equal(valid, want)

@@ -13,8 +13,8 @@ short of recall 0.97 at any effort (benchmarks/retrieval.py; docs/retrieval.md).
 
 The index is `faiss.IndexIVFFlat` (METRIC_INNER_PRODUCT) with about sqrt(n) lists: vectors are kept in
 full, so the inner products it returns are exact (float32) and only the probing is approximate.
-`calibrate` raises the number of lists probed (``nprobe``: 1, 2, 4, ... up to all of them, which is
-exhaustive) until a recall that the caller measures reaches a target (`movierec.retrieval.attach`:
+`calibrate` raises the number of lists probed (``nprobe``: 1, 2, 3, 4, 6, 8, ... up to all of them,
+which is exhaustive) until a recall that the caller measures reaches a target (`movierec.retrieval.attach`:
 recall@10 of the final lists, seen movies excluded, against exact lists on a sample of users).
 
 faiss is optional (``pip install 'movierec[ann]'``): `load_faiss` returns None without it, and the
@@ -140,15 +140,15 @@ class AnnIndex:
         return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups)
 
     def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
-        """Set ``nprobe`` to the first of 1, 2, 4, ... (up to every list: exhaustive) whose recall,
-        as ``recall_at(nprobe)`` measures it, reaches ``target``."""
-        nprobe = 1
-        while True:
-            recall = recall_at(min(nprobe, self.nlist))
-            if recall >= target or nprobe >= self.nlist:
-                self.nprobe, self.recall = min(nprobe, self.nlist), recall
+        """Set ``nprobe`` to the first of 1, 2, 3, 4, 6, 8, 12, ... (powers of two and the halfway
+        steps between them, up to every list: exhaustive) whose recall, as ``recall_at(nprobe)``
+        measures it, reaches ``target``. The halfway steps matter: search time grows with the lists
+        probed, and doubling from a count just short of the target would cost up to twice the time."""
+        for nprobe in _probe_steps(self.nlist):
+            recall = recall_at(nprobe)
+            if recall >= target:
                 break
-            nprobe *= 2
+        self.nprobe, self.recall = nprobe, recall
         log.info("ann index: %d movies, %d lists, nprobe %d, recall@10 %.4f", self.n_items, self.nlist,
                  self.nprobe, self.recall)
 
@@ -234,6 +234,15 @@ class AnnIndex:
         return cls(index, np.asarray(meta["keep"], dtype=bool), int(meta["nprobe"]),
                    float(meta["recall_at_10"]), str(meta["fingerprint"]), int(meta["n_items"]),
                    int(meta["nlist"]), groups)
+
+
+def _probe_steps(nlist: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, 24, ... below ``nlist``, then ``nlist``."""
+    steps, power = [], 1
+    while power < nlist:
+        steps += [power] if power < 2 else [power, power * 3 // 2]
+        power *= 2
+    return sorted({step for step in steps if step < nlist} | {nlist})
 
 
 def exact_scores(parts: DotParts, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:

@@ -37,6 +37,8 @@ ANN_MODES = ("auto", "on", "off")
 _MAX_FETCH_SHARE = 0.25
 # Fetched entries handled per block (users x fetched), to bound scratch memory.
 _BLOCK_ELEMENTS = 1 << 20
+# Users x movies in the scratch mask that drops seen movies from fetched lists (bytes: one each).
+_MASK_ELEMENTS = 1 << 22
 # Candidates re-scored exactly beyond k, so that near-ties at the list's edge resolve exactly.
 _SPARE = 8
 # Users whose lists calibrate the index.
@@ -71,13 +73,14 @@ class AnnRetriever:
             return items, scores
         allowed_items = n_items if candidates is None else int(np.count_nonzero(candidates))
         excluded = np.zeros(len(user_index), dtype=np.int64)
+        seen_rows = None  # each user's excluded movies, row i for user_index[i]
         if exclude is not None:
-            rows = exclude[user_index]
+            seen_rows = exclude[user_index]
             if candidates is None:
-                excluded = np.diff(rows.indptr).astype(np.int64)
+                excluded = np.diff(seen_rows.indptr).astype(np.int64)
             else:
-                row_of = np.repeat(np.arange(len(user_index)), np.diff(rows.indptr))
-                excluded = np.bincount(row_of[candidates[rows.indices]], minlength=len(user_index))
+                row_of = np.repeat(np.arange(len(user_index)), np.diff(seen_rows.indptr))
+                excluded = np.bincount(row_of[candidates[seen_rows.indices]], minlength=len(user_index))
         allowed = allowed_items - excluded
         share = allowed_items / n_items
 
@@ -102,8 +105,9 @@ class AnnRetriever:
                 probes = max(nprobe, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
                 for start in range(0, len(group), step):
                     chosen = group[start : start + step]
-                    got, got_scores, full = self._from_index(parts, user_index[chosen], m, width, exclude,
-                                                             candidates, allowed[chosen], probes)
+                    got, got_scores, full = self._from_index(parts, user_index[chosen], m, width,
+                                                             _rows_of(seen_rows, chosen), candidates,
+                                                             allowed[chosen], probes)
                     items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
                     done[chosen[full]] = True
             shallow = ~done & (fetch < deep)
@@ -126,22 +130,16 @@ class AnnRetriever:
         return items, scores
 
     def _from_index(self, parts: DotParts, users: np.ndarray, m: int, width: int,
-                    exclude: sp.csr_matrix | None, candidates: np.ndarray | None, allowed: np.ndarray,
-                    nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``width`` of ``m`` fetched per user, and which users' lists are complete."""
+                    seen: tuple[np.ndarray, np.ndarray] | None, candidates: np.ndarray | None,
+                    allowed: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``width`` of ``m`` fetched per user, and which users' lists are complete. ``seen``:
+        the users' excluded movies as (row within ``users``, movie) pairs, rows ascending."""
         found, inner = self.index.search(parts.users[users], m, nprobe)
         valid = found >= 0
         if candidates is not None:
             valid &= candidates[np.maximum(found, 0)]
-        if exclude is not None:
-            n_items = len(parts.items)
-            rows = exclude[users]
-            seen = np.sort(np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr)) * n_items
-                           + rows.indices)
-            codes = np.arange(len(users), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
-            at = np.minimum(np.searchsorted(seen, codes), max(len(seen) - 1, 0))
-            if len(seen):
-                valid &= seen[at] != codes
+        if seen is not None:
+            _drop_seen(valid, found, seen, len(parts.items))
         n_valid = valid.sum(axis=1)
         # the index's float32 products pick a short list; float64 re-scoring orders it as the exact
         # path does (score, then item index), so near-ties at its edge fall the exact path's way
@@ -159,6 +157,38 @@ class AnnRetriever:
         top[~ok], top_values[~ok] = -1, -np.inf
         full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
         return top, top_values, full
+
+
+def _rows_of(rows: sp.csr_matrix | None, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entries of CSR ``rows``' rows ``chosen`` as (position in ``chosen``, column), positions
+    ascending."""
+    if rows is None:
+        return None
+    starts, counts = rows.indptr[chosen], np.diff(rows.indptr)[chosen]
+    position = np.repeat(np.arange(len(chosen)), counts)
+    offset = np.arange(len(position)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return position, rows.indices[np.repeat(starts, counts) + offset]
+
+
+def _drop_seen(valid: np.ndarray, found: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
+               n_items: int, mask_elements: int = _MASK_ELEMENTS) -> None:
+    """Clear ``valid`` where ``found[r, j]`` is among row r's ``seen`` movies, through a boolean
+    (users x movies) scratch mask of ``mask_elements``, a block of users at a time: marking a block's
+    seen movies and reading the found ones are two gathers, where a sorted search over (user, movie)
+    codes cost a binary search per found movie."""
+    position, movies = seen
+    block = max(1, mask_elements // max(n_items, 1))
+    n = len(found)
+    mask = np.zeros(min(block, n) * n_items, dtype=bool)  # flat (users x movies)
+    bounds = np.searchsorted(position, np.arange(0, n + block, block))
+    marked = position * n_items + movies  # flat codes, rows ascending
+    looked = np.arange(n, dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
+    for b, start in enumerate(range(0, n, block)):
+        stop, shift = min(start + block, n), start * n_items
+        codes = marked[bounds[b] : bounds[b + 1]] - shift
+        mask[codes] = True
+        valid[start:stop] &= ~mask[looked[start:stop] - shift]
+        mask[codes] = False
 
 
 def _exact(model: Recommender, users: np.ndarray, width: int, exclude: sp.csr_matrix | None,
