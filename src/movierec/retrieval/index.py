@@ -11,7 +11,7 @@ whose centroids best match the query finds the large inner products. Without it,
 (biases of +-1 beside factors of norm 0.5) IVF needed 8x the probes and HNSW with inner product stopped
 short of recall 0.97 at any effort (benchmarks/retrieval.py; docs/retrieval.md).
 
-The index is `faiss.IndexIVFFlat` (METRIC_INNER_PRODUCT) with about sqrt(n) lists: vectors are kept in
+The index is `faiss.IndexIVFFlat` (METRIC_INNER_PRODUCT) with about 2 sqrt(n) lists: vectors are kept in
 full, so the inner products it returns are exact (float32) and only the probing is approximate.
 `calibrate` raises the number of lists probed (``nprobe``: 1, 2, 3, 4, 6, 8, ... up to all of them,
 which is exhaustive) until a recall that the caller measures reaches a target (`movierec.retrieval.attach`:
@@ -48,6 +48,10 @@ _FORMAT = "movierec-ann"
 _FORMAT_VERSION = 1
 # Vectors per k-means training point below which faiss warns (and clusters poorly).
 _POINTS_PER_LIST = 39
+# Inverted lists per square root of the vectors held. Twice the textbook sqrt(n): the lists that queries
+# probe hold the popular movies, dense in the directions users point to, and halving them cost fewer
+# scanned vectors than the extra centroids (benchmarks/retrieval.py: biased-mf-als 21k -> 30-37k q/s).
+_LISTS_PER_ROOT = 2.0
 
 
 def load_faiss() -> Any:
@@ -131,7 +135,7 @@ class AnnIndex:
         keep, rows = _item_side(parts)
         unique, groups = _groups(rows)
         n_rows, d = unique.shape
-        nlist = int(max(1, min(round(np.sqrt(n_rows)), n_rows // _POINTS_PER_LIST)))
+        nlist = int(max(1, min(round(_LISTS_PER_ROOT * np.sqrt(n_rows)), n_rows // _POINTS_PER_LIST)))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
