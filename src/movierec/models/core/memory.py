@@ -104,12 +104,16 @@ def factor_fit_bytes(n_users: int, n_items: int, n_ratings: int, factors: int = 
                      sessions: bool = True) -> int:
     """An iALS fit (`movierec.models.ranking.ials`), linear in everything: the confidences (with
     session rows, at most one entry a rating and ~8 ratings a session) by user and by movie as CSR
-    with value buffers (56 bytes an entry), and float32 factors with a copy (the CPU's compiled
-    solver works row by row; on CUDA the conjugate-gradient workspaces live on the device), and the
-    compiler of that solver on its first use (`JIT_BYTES`)."""
+    (an int32 index and a float32 value each way, 16 bytes an entry, with 8 more for the build's
+    temporaries), float32 factors, and the compiler of the CPU solver on its first use (`JIT_BYTES`).
+
+    Fitted to what fits add (`benchmarks/memory.py --synth`, peak RSS above the RSS before the fit):
+    2M / 8M / 16M / 32M ratings measured 187 / 456 / 800 / 2,000 MB against estimates of 297 / 788 /
+    1,446 / 2,763 MB, so it leans high by 1.4-1.8x (it charged 56 bytes an entry and two copies of
+    the factors until the fit stopped copying them: 2.1-3.8x high)."""
     entries = n_ratings * (2 if sessions else 1)
     rows = n_users + (n_ratings // 8 if sessions else 0)
-    return int(TORCH_BYTES + JIT_BYTES + 56 * entries + 2 * 4 * int(factors) * (rows + n_items))
+    return int(TORCH_BYTES + JIT_BYTES + 24 * entries + 4 * int(factors) * (rows + n_items))
 
 
 def check_fit_memory(model: Any, n_users: int, n_items: int, n_ratings: int,
