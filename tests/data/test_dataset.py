@@ -241,3 +241,13 @@ def test_text_that_cannot_name_an_integer_id_is_unknown() -> None:
     assert vocab.indices(np.array(["1", "x"], dtype=object), missing="mask").tolist() == [0, -1]
     with pytest.raises(UnknownIdError, match="unknown movie id 'abc'"):
         vocab.indices(np.array(["abc"]))
+
+
+def test_encoding_compact_ids_gives_int32_positions_in_sorted_order() -> None:
+    from movierec.data.dataset import _encode
+
+    vocabulary, index = _encode(np.array([40, 7, 40, 12, 7], dtype=np.int64), "user")
+    assert vocabulary.ids.tolist() == [7, 12, 40]
+    assert index.dtype == np.int32 and index.tolist() == [2, 0, 2, 1, 0]
+    vocabulary, index = _encode(np.array([5, 10**12]), "movie")  # not compact: sorted, int64
+    assert vocabulary.ids.tolist() == [5, 10**12] and index.tolist() == [0, 1]

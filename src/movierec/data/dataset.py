@@ -433,7 +433,8 @@ def _encode(values: Sequence[Any] | np.ndarray, kind: str) -> tuple[Vocabulary, 
         if high - low <= 4 * len(array) + 1_000_000:
             present = np.zeros(high - low + 1, dtype=bool)
             present[array - low] = True
-            position = np.cumsum(present, dtype=np.int64) - 1
+            # int32 positions where they fit (what `Ratings` keeps): no int64 copy of every value
+            position = np.cumsum(present, dtype=np.int32 if len(present) < 2**31 else np.int64) - 1
             ids = np.flatnonzero(present).astype(np.int64) + low
             return Vocabulary(ids, kind), position[array - low]
     if array.dtype.kind not in "iuU":
