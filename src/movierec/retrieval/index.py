@@ -242,11 +242,11 @@ class AnnIndex:
 
 def _probe_steps(nlist: int) -> list[int]:
     """1, 2, 3, 4, 6, 8, 12, 16, 24, ... below ``nlist``, then ``nlist``."""
-    steps, power = [], 1
+    steps, power = {nlist}, 1
     while power < nlist:
-        steps += [power] if power < 2 else [power, power * 3 // 2]
+        steps |= {power, power * 3 // 2}
         power *= 2
-    return sorted({step for step in steps if step < nlist} | {nlist})
+    return sorted(step for step in steps if step <= nlist)
 
 
 def exact_scores(parts: DotParts, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.errors import ConfigError
+from movierec.models.core.dot_topk import rescore_top
 from movierec.models.core.recommender import DotParts, Recommender, block_users
 from movierec.models.core.topk import top_k
 from movierec.retrieval.index import AnnIndex, exact_scores, load_faiss
@@ -148,13 +149,8 @@ class AnnRetriever:
         if short < m:
             pick = np.argpartition(-inner, short - 1, axis=1)[:, :short]
             found, valid = np.take_along_axis(found, pick, axis=1), np.take_along_axis(valid, pick, axis=1)
-        values = exact_scores(parts, users, np.where(valid, found, -1))
-        keys = np.where(valid, found, np.iinfo(np.int64).max)
-        order = np.lexsort((keys, -values), axis=1)[:, :width]
-        top = np.take_along_axis(found, order, axis=1)
-        top_values = np.take_along_axis(values, order, axis=1)
-        ok = np.take_along_axis(valid, order, axis=1)
-        top[~ok], top_values[~ok] = -1, -np.inf
+        top, top_values = rescore_top(np.asarray(parts.users[users], np.float64), parts.items,
+                                      parts.offsets, np.where(valid, found, -1), width)
         full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
         return top, top_values, full
 
@@ -164,10 +160,8 @@ def _rows_of(rows: sp.csr_matrix | None, chosen: np.ndarray) -> tuple[np.ndarray
     ascending."""
     if rows is None:
         return None
-    starts, counts = rows.indptr[chosen], np.diff(rows.indptr)[chosen]
-    position = np.repeat(np.arange(len(chosen)), counts)
-    offset = np.arange(len(position)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return position, rows.indices[np.repeat(starts, counts) + offset]
+    picked = rows[chosen]
+    return np.repeat(np.arange(len(chosen)), np.diff(picked.indptr)), picked.indices
 
 
 def _drop_seen(valid: np.ndarray, found: np.ndarray, seen: tuple[np.ndarray, np.ndarray],

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from movierec.models.core.topk import top_k
 
-__all__ = ["MIN_ITEMS", "DotTopK32"]
+__all__ = ["MIN_ITEMS", "DotTopK32", "rescore_top"]
 
 #: Catalogs smaller than this are ranked in float64 directly: a row of a few thousand scores costs
 #: too little for the two passes to pay off.
@@ -95,7 +95,7 @@ class DotTopK32:
             scores32 += self.offsets32
         kept, kept32 = top_k(scores32, pick, exclude, candidates, overwrite=True)
         del scores32
-        items, scores = self._refine(users64, kept, width)
+        items, scores = rescore_top(users64, self.items64, self.offsets64, kept, width)
         last = kept32[:, -1].astype(np.float64)
         with np.errstate(invalid="ignore"):
             # a row that kept fewer than `pick` movies kept every allowed one: nothing was left out
@@ -105,18 +105,21 @@ class DotTopK32:
             full = self.full_scores(user_index[redo])
             again, _ = top_k(full, pick, None if exclude is None else exclude[redo], candidates,
                              overwrite=True)
-            items[redo], scores[redo] = self._refine(users64[redo], again, width)
+            items[redo], scores[redo] = rescore_top(users64[redo], self.items64, self.offsets64, again,
+                                                    width)
         return items, scores
 
-    def _refine(self, users64: np.ndarray, kept: np.ndarray, width: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """The kept movies of each row re-scored in float64 and ordered by (score, index), cut to
-        ``width``; -1 slots stay -1 / -inf and sort last."""
-        rows, slots = np.nonzero(kept >= 0)
-        cols = kept[rows, slots]
-        exact = np.full(kept.shape, -np.inf)
-        exact[rows, slots] = (np.einsum("nk,nk->n", users64[rows], self.items64[cols])
-                              + self.offsets64[cols])
-        key = np.where(kept >= 0, kept, len(self.items64))  # unfilled slots after any movie
-        order = np.lexsort((key, -exact), axis=1)[:, :width]
-        return np.take_along_axis(kept, order, axis=1), np.take_along_axis(exact, order, axis=1)
+
+def rescore_top(users64: np.ndarray, items: np.ndarray, offsets: np.ndarray, kept: np.ndarray,
+                width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's kept movies (``kept``, -1 in unused slots) re-scored in float64, pair by pair as
+    ``_predict`` does (``users64[r] · items[i] + offsets[i]``; float32 factors widen exactly), and
+    ordered by (score, index), cut to ``width``; -1 slots stay -1 / -inf and sort last."""
+    rows, slots = np.nonzero(kept >= 0)
+    cols = kept[rows, slots]
+    exact = np.full(kept.shape, -np.inf)
+    exact[rows, slots] = (np.einsum("nk,nk->n", users64[rows], np.asarray(items[cols], np.float64))
+                          + np.asarray(offsets[cols], np.float64))
+    key = np.where(kept >= 0, kept, len(items))  # unfilled slots after any movie
+    order = np.lexsort((key, -exact), axis=1)[:, :width]
+    return np.take_along_axis(kept, order, axis=1), np.take_along_axis(exact, order, axis=1)
