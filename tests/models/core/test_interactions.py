@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from movierec.errors import ConfigError
-from movierec.models.core.interactions import interaction_matrix, interaction_weights, user_interactions
+from movierec.models.core.interactions import (
+    WEIGHTINGS,
+    interaction_matrix,
+    interaction_weights,
+    user_interactions,
+)
 
 SEEN = sp.csr_matrix(np.array([[5.0, 0, 2.0, 3.0], [0, 0, 0, 0], [1.0, 4.0, 0, 0]]))
 
@@ -61,3 +68,43 @@ def test_session_order_is_the_lexsort_whatever_key_packing(time_span: int) -> No
     times = rng.integers(-5, 5, n).astype(np.int64) * (time_span // 10)  # many equal times
     np.testing.assert_array_equal(_user_time_item_order(users, times, items, 50, 40),
                                   np.lexsort((items, times, users)))
+
+
+def _coo_reference(seen: sp.csr_matrix, min_rating: float, weighting: str) -> sp.csr_matrix:
+    """The matrix by its definition: every stored rating >= min_rating at its (row, column), valued
+    by `interaction_weights` with the row's mean over all its ratings, assembled through COO."""
+    seen = seen.tocoo()
+    counts = np.maximum(np.bincount(seen.row, minlength=seen.shape[0]), 1)
+    means = np.bincount(seen.row, seen.data.astype(np.float64), seen.shape[0]) / counts
+    keep = seen.data >= min_rating
+    values = interaction_weights(seen.data[keep], weighting, means[seen.row][keep])
+    matrix = sp.csr_matrix((values, (seen.row[keep], seen.col[keep])), shape=seen.shape,
+                           dtype=np.float32)
+    matrix.sort_indices()
+    return matrix
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 9), st.integers(1, 9), st.sampled_from(WEIGHTINGS),
+       st.sampled_from([0.0, 2.5, 4.0, 6.0]), st.booleans())
+def test_csr_built_matrix_equals_the_coo_definition(seed, n_rows, n_cols, weighting, min_rating,
+                                                   shuffled):
+    """Built row by row straight from the ratings' CSR (empty rows, all-dropped rows, unsorted
+    columns), the matrix is the COO construction of its definition, entry for entry."""
+    rng = np.random.default_rng(seed)
+    dense = rng.choice([0.0, 0.5, 1.0, 3.0, 4.5, 5.0], size=(n_rows, n_cols),
+                       p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]).astype(np.float32)
+    seen = sp.csr_matrix(dense)
+    if shuffled:  # the same matrix with each row's columns stored out of order
+        for row in range(n_rows):
+            lo, hi = seen.indptr[row], seen.indptr[row + 1]
+            order = rng.permutation(hi - lo)
+            seen.indices[lo:hi], seen.data[lo:hi] = seen.indices[lo:hi][order], seen.data[lo:hi][order]
+        seen.has_sorted_indices = False
+    got = interaction_matrix(seen, min_rating, weighting)
+    want = _coo_reference(seen, min_rating, weighting)
+    assert got.dtype == np.float32 and got.shape == want.shape and got.has_sorted_indices
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+    assert not np.shares_memory(got.indices, seen.indices)  # callers may scale or reorder their own

@@ -273,11 +273,16 @@ def test_ndcg_on_ml100k_strat75(strat75, model, low, high):
     assert low <= report.metrics["ndcg@10"] <= high, report.metrics
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 7, 1])  # time gaps and row starts found block-wise
 @pytest.mark.parametrize("weighting", ["binary", "centered"])
-def test_sessions_are_the_coo_built_matrix(weighting):
+def test_sessions_are_the_coo_built_matrix(weighting, chunk, monkeypatch):
     """The session matrix is built straight as CSR; it equals the COO construction of its definition
-    (rows: a user's ratings in time order cut at gaps; duplicates impossible), entry for entry."""
+    (rows: a user's ratings in time order cut at gaps; duplicates impossible), entry for entry,
+    whatever the block size of its block-wise steps."""
     from movierec.data.synth import synthesize
+    from movierec.models.core import interactions
+
+    monkeypatch.setattr(interactions, "_CHUNK", chunk)
     from movierec.models.core.interactions import _user_time_item_order, interaction_weights
 
     data = synthesize(200, 150, 6000, seed=2).ratings

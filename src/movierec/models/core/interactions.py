@@ -26,6 +26,7 @@ __all__ = ["WEIGHTINGS", "check_interaction_params", "interaction_matrix", "inte
            "session_matrix", "session_rows", "user_interactions"]
 
 WEIGHTINGS = ("binary", "rating", "centered")
+_CHUNK = 1 << 20  # ratings per block where a whole sorted column would be a large temporary
 
 
 def check_interaction_params(min_rating: float, weighting: str) -> None:
@@ -43,14 +44,15 @@ def interaction_weights(ratings: np.ndarray, weighting: str, user_mean: float | 
     """Interaction values (float32) for an array of ratings under ``weighting``.
 
     ``user_mean`` (a scalar or an array aligned with ``ratings``) is needed for ``"centered"``; by
-    default the mean of ``ratings`` itself (one user's ratings, as in fold-in).
+    default the mean of ``ratings`` itself (one user's ratings, as in fold-in). Only ``"centered"``
+    computes in float64 (a difference from a mean); the others never copy the ratings wider.
     """
-    ratings = np.asarray(ratings, dtype=np.float64)
     if weighting == "binary":
         return np.ones(len(ratings), dtype=np.float32)
     if weighting == "rating":
-        return ratings.astype(np.float32)
+        return np.asarray(ratings).astype(np.float32)
     if weighting == "centered":
+        ratings = np.asarray(ratings, dtype=np.float64)
         mean = ratings.mean() if user_mean is None and len(ratings) else user_mean
         return (1.0 + np.maximum(0.0, ratings - (0.0 if mean is None else mean))).astype(np.float32)
     raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
@@ -73,22 +75,42 @@ def interaction_matrix(seen: sp.csr_matrix, min_rating: float = 0.0, weighting: 
 
     Ratings below ``min_rating`` are dropped (explicitly stored zeros never occur: every kept entry is
     > 0). Rows and columns keep the shape of ``seen``; users left without interactions get empty rows.
+
+    Built CSR to CSR (the kept entries keep their places; rows are counted, not listed): at 25
+    million ratings a COO detour held an int64 row per entry and scipy's conversion copies, about
+    35 bytes an entry at its peak against 9 here (an iALS fit's first allocation at ml-32m scale).
     """
     check_interaction_params(min_rating, weighting)
     seen = seen.tocsr()
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    if not seen.has_canonical_format:  # sorted, no duplicates: what the COO route made of it
+        seen = seen.copy()
+        seen.sum_duplicates()
+    n_rows = seen.shape[0]
+    counts = np.diff(seen.indptr)
     keep = seen.data >= min_rating
+    every = bool(keep.all())
     user_mean = None
     if weighting == "centered":
-        counts = np.maximum(np.diff(seen.indptr), 1)
-        sums = np.bincount(rows, weights=seen.data, minlength=seen.shape[0])
-        user_mean = (sums / counts)[rows][keep]
-    values = interaction_weights(seen.data[keep], weighting, user_mean if weighting == "centered"
-                                 else None)
-    matrix = sp.csr_matrix((values, (rows[keep], seen.indices[keep])), shape=seen.shape,
-                           dtype=np.float32)
-    matrix.sort_indices()
-    return matrix
+        means = _row_sums(seen.data, seen.indptr, np.float64) / np.maximum(counts, 1)
+        user_mean = np.repeat(means, counts)
+        if not every:
+            user_mean = user_mean[keep]
+    values = interaction_weights(seen.data if every else seen.data[keep], weighting, user_mean)
+    index = np.int32 if max(len(values), seen.shape[1]) < 2**31 else np.int64
+    indices = seen.indices.astype(index) if every else seen.indices[keep].astype(index, copy=False)
+    indptr = np.zeros(n_rows + 1, dtype=index)
+    np.cumsum(counts if every else _row_sums(keep, seen.indptr, np.int64), out=indptr[1:])
+    return sp.csr_matrix((values, indices, indptr), shape=seen.shape)
+
+
+def _row_sums(values: np.ndarray, indptr: np.ndarray, dtype: type) -> np.ndarray:
+    """Per-row sums of a CSR's stored ``values`` (0 for an empty row), accumulated in ``dtype``."""
+    counts = np.diff(indptr)
+    sums = np.zeros(len(counts), dtype=dtype)
+    filled = counts > 0
+    if filled.any():  # reduceat over the filled rows' starts: an empty row would take its neighbour's
+        sums[filled] = np.add.reduceat(values, indptr[:-1][filled], dtype=dtype)
+    return sums
 
 
 def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weighting: str = "binary"
@@ -102,32 +124,49 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     """
     if train.timestamp is None:
         raise ConfigError("sessions need timestamps")
-    users, items = train.user_index, train.item_index
-    ratings = train.rating.astype(np.float64)
-    means = (np.bincount(users, ratings, train.n_users)
-             / np.maximum(np.bincount(users, minlength=train.n_users), 1))
-    values = interaction_weights(ratings, weighting, means[users]).astype(np.float64)
-    keep = ratings >= min_rating
-    del ratings, means  # every array here is a rating long: hold as few at once as can be
+    users, items, n = train.user_index, train.item_index, len(train)
+    index = np.int32 if max(n, train.n_items) < 2**31 else np.int64
+    # Every array here is a rating long, so they are made one at a time, in the sorted order, and
+    # dropped as soon as used; the values are computed last, on the kept entries only. At 25 million
+    # ratings this peaks near 20 bytes a rating (the sort's key, its result and its buffer) where
+    # permuting ready-made float64 values and masks alongside took about 40.
     order = _user_time_item_order(users, train.timestamp, items, train.n_users, train.n_items)
-    users, items, times = users[order], items[order], train.timestamp[order]
-    values, keep = values[order], keep[order]
-    del order
-    starts = np.ones(len(users), dtype=bool)
-    starts[1:] = (users[1:] != users[:-1]) | (np.diff(times) > gap)
-    del users, times
-    session = np.cumsum(starts) - 1
+    starts = np.ones(n, dtype=bool)
+    sorted_users = users[order]
+    np.not_equal(sorted_users[1:], sorted_users[:-1], out=starts[1:])
+    for lo in range(0, n - 1, _CHUNK):  # time gaps a block at a time: no sorted int64 copy
+        times = train.timestamp[order[lo:lo + _CHUNK + 1]]
+        starts[lo + 1:lo + len(times)] |= np.diff(times) > gap
+    session = np.cumsum(starts, dtype=index)
+    session -= 1
     del starts
-    n_sessions = int(session[-1]) + 1 if len(session) else 0
+    n_sessions = int(session[-1]) + 1 if n else 0
+    ratings = train.rating[order]
+    if weighting == "centered":  # the user's mean over all their ratings, kept or not
+        totals = np.bincount(users, train.rating.astype(np.float64), train.n_users)
+        means = (totals / np.maximum(np.bincount(users, minlength=train.n_users), 1))[sorted_users]
+    del sorted_users
+    items = items[order].astype(index, copy=False)
+    del order
+    keep = ratings >= min_rating
+    if not keep.all():
+        session, items, ratings = session[keep], items[keep], ratings[keep]
+        if weighting == "centered":
+            means = means[keep]
+    del keep
+    values = interaction_weights(ratings, weighting, means if weighting == "centered" else None)
+    del ratings
+    values = values.astype(np.float64)
     # The rows come in session order, and a session's movies are distinct (one rating per user and
     # movie): the CSR arrays are these columns as they stand, with no COO detour (which held three
     # int64 / float64 copies of them at once, the peak of an iALS fit at 32M ratings).
-    session, items, values = session[keep], items[keep], values[keep]
-    index = np.int32 if max(len(items), train.n_items) < 2**31 else np.int64
-    indptr = np.zeros(n_sessions + 1, dtype=index)
-    np.cumsum(np.bincount(session, minlength=n_sessions), out=indptr[1:])
-    matrix = sp.csr_matrix((values, items.astype(index, copy=False), indptr),
-                           shape=(n_sessions, train.n_items))
+    # sessions are numbered in order, so a session's row starts where its number first appears
+    # (a bincount would widen every number to int64 first)
+    indptr = np.empty(n_sessions + 1, dtype=index)
+    for lo in range(0, n_sessions + 1, _CHUNK):
+        indptr[lo:lo + _CHUNK] = np.searchsorted(
+            session, np.arange(lo, min(lo + _CHUNK, n_sessions + 1), dtype=index))
+    matrix = sp.csr_matrix((values, items, indptr), shape=(n_sessions, train.n_items))
     matrix.sort_indices()
     return matrix
 
@@ -139,11 +178,17 @@ def _user_time_item_order(users: np.ndarray, times: np.ndarray, items: np.ndarra
     item, then by a packed user-time key), else the lexsort. Same permutation in every case."""
     if not len(users):
         return np.empty(0, dtype=np.int64)
-    offset = times.astype(np.int64) - int(times.min())
+    offset = times.astype(np.int64)
+    offset -= int(times.min())
     user_bits, item_bits = int(n_users).bit_length(), int(n_items).bit_length()
     time_bits = int(offset.max()).bit_length()
     if user_bits + time_bits + item_bits <= 63:
-        key = (((users.astype(np.int64) << time_bits) | offset) << item_bits) | items.astype(np.int64)
+        key = users.astype(np.int64)  # built in place: one int64 array besides the sort's own
+        key <<= time_bits
+        key |= offset
+        del offset
+        key <<= item_bits
+        key |= items
         return np.argsort(key, kind="stable")  # keys are distinct: pairs are
     if user_bits + time_bits <= 63:
         by_item = np.argsort(items, kind="stable")

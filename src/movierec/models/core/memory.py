@@ -108,9 +108,11 @@ def factor_fit_bytes(n_users: int, n_items: int, n_ratings: int, factors: int = 
     temporaries), float32 factors, and the compiler of the CPU solver on its first use (`JIT_BYTES`).
 
     Fitted to what fits add (`benchmarks/memory.py --synth`, peak RSS above the RSS before the fit):
-    2M / 8M / 16M / 32M ratings measured 187 / 456 / 800 / 2,000 MB against estimates of 297 / 788 /
-    1,446 / 2,763 MB, so it leans high by 1.4-1.8x (it charged 56 bytes an entry and two copies of
-    the factors until the fit stopped copying them: 2.1-3.8x high)."""
+    2M / 8M / 16M / 32M ratings measured 179 / 384 / 665 / 1,700 MB against estimates of 297 / 788 /
+    1,446 / 2,763 MB, so it leans high by 1.6-2.2x (it charged 56 bytes an entry and two copies of
+    the factors until the fit stopped copying them: 2.1-3.8x high). The 8 bytes of temporaries are
+    kept though the interaction rows are now built CSR to CSR (187 / 456 / 800 / 2,000 MB before):
+    real sessions may outnumber the synthetic ones, and an estimate must not fall under."""
     entries = n_ratings * (2 if sessions else 1)
     rows = n_users + (n_ratings // 8 if sessions else 0)
     return int(TORCH_BYTES + JIT_BYTES + 24 * entries + 4 * int(factors) * (rows + n_items))

@@ -277,12 +277,16 @@ class ImplicitALS(ImplicitFactors):
     def confidence_matrix(self, train: Ratings) -> sp.csr_matrix:
         """What training solves against: (n_users + session pseudo-users) x n_items CSR (float32) of
         c - 1 = alpha * v at every interaction (the real users' rows first)."""
-        confidence = interaction_matrix(train.csr, self.min_rating, self.weighting)
+        # the sessions first: their sort is the fit's largest temporary, and the users' rows are
+        # not yet held beside it
+        sessions = None
         if self.session_weight > 0 and train.timestamp is not None:
-            # sessions as pseudo-users after the real ones, confidence scaled by session_weight
             sessions = session_rows(train, self.session_gap, self.min_rating, self.weighting)
-            confidence = sp.vstack([confidence, (float(self.session_weight) * sessions
-                                                 ).astype(confidence.dtype)]).tocsr()
+            sessions.data *= float(self.session_weight)  # in place: the rows are this fit's own
+        confidence = interaction_matrix(train.csr, self.min_rating, self.weighting)
+        if sessions is not None:  # sessions as pseudo-users after the real ones
+            confidence = sp.vstack([confidence, sessions.astype(confidence.dtype)]).tocsr()
+            del sessions
         confidence.data *= np.float32(self.alpha)  # c - 1 at every interaction
         return confidence
 
