@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from movierec._arrays import concat_ranges, run_positions
 from movierec.data.dataset import Catalog, Dataset, Ratings, Users, Vocabulary, split_title_year
 from movierec.errors import ConfigError
 
@@ -432,14 +433,7 @@ def _in_users(sorted_codes: np.ndarray, users: np.ndarray, n_items: int) -> np.n
     """Positions of the codes belonging to ``users`` (sorted), as an index array."""
     starts = np.searchsorted(sorted_codes, users * n_items)
     ends = np.searchsorted(sorted_codes, (users + 1) * n_items)
-    return _ranges(starts, ends - starts)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(start, start + length)`` for each pair, vectorised."""
-    lengths = lengths.astype(np.int64)
-    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return offsets + np.arange(int(lengths.sum()), dtype=np.int64)
+    return concat_ranges(starts, ends - starts)
 
 
 def _fill(
@@ -466,7 +460,7 @@ def _fill(
     # distinct sorted positions in [0, free): sorted draws from [0, free - need] plus their index
     draw = (rng.random(len(row)) ** 2 * (free - need + 1)[row]).astype(np.int64)
     draw = np.sort(row * wide + draw) - row * wide
-    rank = draw + (np.arange(len(row)) - np.repeat(np.cumsum(need) - need, need))
+    rank = draw + run_positions(need)
     below = np.searchsorted(gap_keys, row * wide + rank, side="right") - first[row]
     return users[row] * n_items + rank + below
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from movierec._arrays import run_positions
 from movierec._files import atomic_file
 from movierec.models.core.recommender import DotParts
 
@@ -179,13 +180,12 @@ class AnnIndex:
         # expand each stored row to (at most m of) its movies, keeping the order; then cut to m
         size = np.where(found >= 0, np.minimum(counts[np.maximum(found, 0)], m), 0)
         flat = size.ravel()
-        total = int(flat.sum())
         rows = np.repeat(np.arange(len(found)), size.sum(axis=1))
-        within = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+        within = run_positions(flat)
         movie = members[np.repeat(starts[np.maximum(found, 0)].ravel(), flat) + within]
         score = np.repeat(inner.ravel(), flat)
         per_row = np.bincount(rows, minlength=len(found))
-        rank = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        rank = run_positions(per_row)
         take = rank < m
         out = np.full(found.shape, -1, dtype=np.int64)
         out_inner = np.full(found.shape, -np.inf, dtype=np.float32)

@@ -23,6 +23,8 @@ import operator
 import numpy as np
 import scipy.sparse as sp
 
+from movierec._arrays import run_positions
+
 __all__ = ["top_k", "top_k_reference"]
 
 # Rows are processed in blocks of about this many scores: bounds the scratch memory (a masked copy of
@@ -208,7 +210,7 @@ def _best_of_candidates(
     """
     order = np.lexsort((cols, -vals, rows))
     counts = np.bincount(rows, minlength=n_rows)
-    rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    rank = run_positions(counts)
     keep = rank < kk
     order, rank = order[keep], rank[keep]
     indices = np.full((n_rows, kk), -1, dtype=np.int64)
