@@ -132,6 +132,46 @@ def test_all_gather_of_one_block_is_the_block(group_of_one):
     assert torch.equal(all_gather_rows(block, 4, 1), block)
 
 
+_GATHER_RANK = """
+import sys, torch, torch.distributed as dist
+from movierec.distributed.shard import all_gather_rows, shard_bounds
+rank, world, store = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=world)
+for n in (1, 2, 5, 6, 7):
+    whole = torch.arange(n * 3, dtype=torch.float32).view(n, 3) + 0.5
+    start, stop = shard_bounds(n, rank, world)
+    out = torch.full((n, 3), -1.0)
+    block = out[start:stop]
+    block.copy_(whole[start:stop])  # the rank's solved rows, as the ALS exchange holds them
+    got = all_gather_rows(block.clone(), n, world, out=out)
+    assert got is out and torch.equal(out, whole), (n, out)
+    assert torch.equal(all_gather_rows(whole[start:stop].clone(), n, world), whole), n
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_all_gather_of_uneven_blocks_across_processes(tmp_path, world):
+    """Blocks one row short (n not a multiple of the ranks) and full ones land in their rows, with
+    and without ``out``, on every rank of a real gloo group."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    ranks = [subprocess.Popen([sys.executable, "-c", _GATHER_RANK, str(r), str(world),
+                               str(tmp_path / "store")], env=env, stderr=subprocess.PIPE, text=True)
+             for r in range(world)]
+    errors = [rank.communicate(timeout=120)[1] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0] * world, errors
+
+
+def test_rank_zeros_ratings_map_reads_the_same_after_its_pages_are_dropped(group_of_one):
+    """Cutting the shards reads the whole ratings map; its pages are then given back (madvise), and
+    the map still reads as the ratings matrix (the artifact saves it from there)."""
+    train = synthesize(120, 80, 2000, seed=4).ratings
+    shards, seen = share_training_data(group_of_one, ImplicitALS(epochs=1), train)
+    assert isinstance(_base(seen.indices), mmap.mmap)
+    assert abs(seen - train.csr).max() == 0 and seen.nnz == len(train)
+    assert abs(shards.seen_rows - train.csr).max() == 0  # one rank: its block is every user
+
+
 def _one_rank_fit(model, train, group):
     shards, seen = share_training_data(group, model, train)
     return fit_sharded(model, shards, group, summary=TrainSummary.of(train), seen=seen)

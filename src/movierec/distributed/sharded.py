@@ -16,6 +16,7 @@ every rank then holds only its shards, trains, and ranks its block of users for 
 
 from __future__ import annotations
 
+import mmap
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -145,7 +146,21 @@ def share_training_data(group: Group, model: Recommender, train: Ratings | None
         guarded(group, f"sending rank {rank} its training data",
                 lambda payload=payload, rank=rank: dist.send_object_list(payload, dst=rank))
         del payload
-    return cut_shards(maps, meta, 0, group.world_size), maps["seen"]
+    shards = cut_shards(maps, meta, 0, group.world_size)
+    _drop_pages(maps["seen"])
+    return shards, maps["seen"]
+
+
+def _drop_pages(matrix: sp.csr_matrix) -> None:
+    """Unmap the pages of ``matrix``'s memory maps that cutting the shards read: they count in the
+    rank's RSS (every rank's block was read, ~0.1 GB at 16M ratings) until the artifact reads them
+    again from the page cache when it is saved."""
+    for part in _PARTS:
+        array = getattr(matrix, part)
+        while getattr(array, "base", None) is not None:
+            array = array.base
+        if isinstance(array, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            array.madvise(mmap.MADV_DONTNEED)
 
 
 def give_back_memory() -> None:
