@@ -15,13 +15,18 @@ phases through /proc/self/clear_refs, so a phase's peak is its own, on top of wh
     split        user-ratio:0.8:42 (BENCHMARKS.md's recipe)
     ials-fit     iALS, 64 factors, 10 iterations
     evaluate     full-ranking evaluation at K=10 of every test user
-    recommend-all  top-10 unseen movies of every user to a Parquet file
+    recommend-all  top-10 unseen movies of every user to a Parquet file, every movie scored (exact)
+    recommend-all-ann  the same as `movierec recommend-all` runs it by default (``--ann auto``): from
+                 20,000 movies up through a faiss index built and calibrated first (timed with it);
+                 below that, exact again. "ann match" is the share of its (user, movie) rows that the
+                 exact file has too (ties at the 10th place may swap either way)
     als-epoch    biased-mf-als, 1 epoch (64 factors)
     neural-epoch dot-bias-sigmoid (the classic preset), 1 epoch
 
 "pipeline" is load + split + ials-fit + evaluate + recommend-all, the issue's end-to-end figure, and
-"outside fit" its share spent outside the iALS fit. Each size runs in a fresh process; the peak of
-the pipeline is that process's high-water mark over those phases.
+"outside fit" its share spent outside the iALS fit; "with ann" is the same pipeline with
+recommend-all-ann in place of recommend-all: what the CLI's defaults cost. Each size runs in a fresh
+process; the peak of the pipeline is that process's high-water mark over those phases.
 
 The shapes follow MovieLens 32M (200k users, 87k movies at 32M ratings): users = ratings / 160,
 movies = ratings / 370.
@@ -44,7 +49,8 @@ from _proc import reset_peak, status_kib  # beside this script
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"100k": 100_000, "1M": 1_000_000, "4M": 4_000_000, "16M": 16_000_000, "32M": 32_000_000}
 PIPELINE = ("load", "split", "ials-fit", "evaluate", "recommend-all")
-PHASES = ("synth", *PIPELINE, "als-epoch", "neural-epoch")
+PHASES = ("synth", *PIPELINE, "recommend-all-ann", "als-epoch", "neural-epoch")
+WITH_ANN = ("load", "split", "ials-fit", "evaluate", "recommend-all-ann")
 
 
 def shape(n_ratings: int) -> tuple[int, int]:
@@ -112,6 +118,16 @@ def _child(size: str, device: str, work: Path, with_implicit: bool) -> dict:
     phase("recommend-all", lambda: state.update(
         export=recommend_all(state["model"], work / "top10.parquet", 10)))
     pipeline_peak = process_peak
+
+    def with_ann() -> None:
+        from movierec.retrieval import attach
+
+        attach(state["model"], ann="auto")
+        state.update(export_ann=recommend_all(state["model"], work / "top10-ann.parquet", 10))
+        state["model"].retriever = None
+
+    phase("recommend-all-ann", with_ann)
+    ann_match = _match(work / "top10-ann.parquet", work / "top10.parquet")
     metrics = state["report"].metrics
     per_iteration = float(np.mean([r["seconds"] for r in state.pop("model").history_]))
     gc.collect()
@@ -121,12 +137,21 @@ def _child(size: str, device: str, work: Path, with_implicit: bool) -> dict:
     phase("neural-epoch", lambda: neural.fit(state["split"].train))
     out = {"size": size, "ratings": n, "users": users, "movies": items, "device": device,
            "phases": results, "pipeline_peak_mb": round(pipeline_peak, 1),
-           "ials_s_per_iteration": round(per_iteration, 4),
+           "ials_s_per_iteration": round(per_iteration, 4), "ann_match": round(ann_match, 4),
            "ndcg@10": round(metrics["ndcg@10"], 4), "recall@10": round(metrics["recall@10"], 4)}
     if with_implicit:
         out["implicit_s_per_iteration"] = _implicit_per_iteration(state["split"].train)
         out["movierec_cpu_s_per_iteration"] = _movierec_per_iteration(state["split"].train)
     return out
+
+
+def _match(path: Path, exact_path: Path) -> float:
+    """Share of the (user, movie) rows of the Parquet file ``path`` that ``exact_path`` has too."""
+    import pandas as pd
+
+    got = pd.read_parquet(path, columns=["user", "item"])
+    want = pd.read_parquet(exact_path, columns=["user", "item"])
+    return len(got.merge(want, on=["user", "item"])) / max(len(got), 1)
 
 
 def _movierec_per_iteration(train) -> float:
@@ -183,14 +208,16 @@ def _table(rows: list[dict]) -> str:
             f"{row['phases'][p]['seconds']:>7.1f}s {row['phases'][p]['peak_mb'] / 1024:>4.1f}G"
             for p in PHASES))
     lines.append("")
-    lines.append(f"{'ratings':>8} {'pipeline':>9} {'peak':>7} {'outside fit':>11} {'iALS s/it':>9} "
-                 f"{'NDCG@10':>8} {'recall@10':>9}")
+    lines.append(f"{'ratings':>8} {'pipeline':>9} {'peak':>7} {'outside fit':>11} {'with ann':>9} "
+                 f"{'outside fit':>11} {'ann match':>9} {'iALS s/it':>9} {'NDCG@10':>8} {'recall@10':>9}")
     for row in rows:
+        fit = row["phases"]["ials-fit"]["seconds"]
         total = sum(row["phases"][p]["seconds"] for p in PIPELINE)
-        outside = 1 - row["phases"]["ials-fit"]["seconds"] / total
+        total_ann = sum(row["phases"][p]["seconds"] for p in WITH_ANN)
         lines.append(f"{row['size']:>8} {total:>8.1f}s {row['pipeline_peak_mb'] / 1024:>6.2f}G "
-                     f"{outside:>11.0%} {row['ials_s_per_iteration']:>9.3f} {row['ndcg@10']:>8.4f} "
-                     f"{row['recall@10']:>9.4f}")
+                     f"{1 - fit / total:>11.0%} {total_ann:>8.1f}s {1 - fit / total_ann:>11.0%} "
+                     f"{row['ann_match']:>9.1%} {row['ials_s_per_iteration']:>9.3f} "
+                     f"{row['ndcg@10']:>8.4f} {row['recall@10']:>9.4f}")
     for row in rows:
         if row.get("implicit_s_per_iteration"):
             ratio = row["movierec_cpu_s_per_iteration"] / row["implicit_s_per_iteration"]
