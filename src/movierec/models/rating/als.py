@@ -240,7 +240,7 @@ class BiasedMFALS(BiasedFactors):
 
         generator = torch.Generator().manual_seed(int(self.random_state))
         user_side = torch.ones(n_users, k + 1, dtype=dtype, device=device)  # [p_u, 1]
-        user_side[:, :k] = torch.randn(n_users, k, generator=generator, dtype=dtype).to(device) * 0.1
+        user_side[:, :k] = torch.randn(n_users, k, generator=generator, dtype=dtype).mul_(0.1).to(device)
         user_bias = torch.zeros(n_users, dtype=dtype, device=device)
         item_side = torch.ones(n_items, k + 1, dtype=dtype, device=device)  # [q_i, 1]
         item_bias = torch.zeros(n_items, dtype=dtype, device=device)
