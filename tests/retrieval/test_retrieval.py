@@ -297,3 +297,24 @@ def test_dropping_seen_movies_matches_a_set_lookup(n_users: int, n_items: int, m
     want = valid & np.array([[f not in s for f in row] for row, s in zip(found, sets, strict=True)])
     _drop_seen(valid, found, (position, movies), n_items, mask_elements=mask)  # blocks of any size
     np.testing.assert_array_equal(valid, want)
+
+
+@needs_faiss
+def test_recommend_all_asks_the_index_for_its_batches(data: Any, tmp_path: Path) -> None:
+    """With a retriever, recommend-all's default chunk is the retriever's batch (not the exact
+    path's users x movies budget), and the file is still `recommend` user by user."""
+    import pandas as pd
+
+    from movierec.export import recommend_all
+
+    model = _fit("ials", data)
+    retriever = attach(model, ann="on")
+    retriever.batch_users = 128
+    done: list[int] = []
+    recommend_all(model, tmp_path / "top.parquet", 5, progress=lambda n, total: done.append(n))
+    assert done == [128, 256, 300]
+    written = pd.read_parquet(tmp_path / "top.parquet")
+    for user, rows in written.groupby("user", sort=False):
+        want = model.recommend(user, k=5)
+        assert rows["item"].tolist() == want["item"].tolist()
+        np.testing.assert_allclose(rows["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-12)

@@ -53,7 +53,14 @@ class AnnRetriever:
         index: the `AnnIndex`.
         ann_users, exact_users: users answered from the index, and users scored exactly instead
             (candidates ran out, or too many to fetch), since construction.
+        batch_users: users a caller should ask for at once (`movierec.export.recommend_all`'s chunk):
+            the scratch of a call grows with users x fetched movies, not users x movies, and the
+            index answers a large batch far faster per user than many small ones (recommend-all
+            for 60k users over 80k movies: 2.3 s in chunks of 194 users, the exact path's, against
+            1.2 s in chunks of 4,096).
     """
+
+    batch_users = 4096
 
     def __init__(self, index: AnnIndex, parts: DotParts) -> None:
         self.index = index
