@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,9 @@ for n in (1, 2, 5, 6, 7):
     got = all_gather_rows(block.clone(), n, world, out=out)
     assert got is out and torch.equal(out, whole), (n, out)
     assert torch.equal(all_gather_rows(whole[start:stop].clone(), n, world), whole), n
+    wide = torch.full((n, 5), -1.0)  # an output whose rows are not contiguous: every block buffered
+    got = all_gather_rows(whole[start:stop].clone(), n, world, out=wide[:, 1:4])
+    assert torch.equal(wide[:, 1:4], whole) and bool((wide[:, [0, 4]] == -1).all()), (n, wide)
 dist.destroy_process_group()
 """
 
@@ -162,13 +166,30 @@ def test_all_gather_of_uneven_blocks_across_processes(tmp_path, world):
     assert [rank.returncode for rank in ranks] == [0] * world, errors
 
 
+def _resident_kib(array: np.ndarray) -> int:
+    """Resident KiB of the mapping that holds ``array``'s first byte (/proc/self/smaps)."""
+    address, inside = array.ctypes.data, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and all(c in "0123456789abcdef-" for c in head[0]):
+            low, high = (int(x, 16) for x in head[0].split("-"))
+            inside = low <= address < high
+        elif inside and head[0] == "Rss:":
+            return int(head[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps (Linux)")
 def test_rank_zeros_ratings_map_reads_the_same_after_its_pages_are_dropped(group_of_one):
-    """Cutting the shards reads the whole ratings map; its pages are then given back (madvise), and
-    the map still reads as the ratings matrix (the artifact saves it from there)."""
+    """Cutting the shards reads the whole ratings map; its pages are then given back (madvise: not
+    resident any more), and the map still reads as the ratings matrix (the artifact saves it from
+    there)."""
     train = synthesize(120, 80, 2000, seed=4).ratings
     shards, seen = share_training_data(group_of_one, ImplicitALS(epochs=1), train)
     assert isinstance(_base(seen.indices), mmap.mmap)
+    assert _resident_kib(seen.indices) == 0 and _resident_kib(seen.data) == 0
     assert abs(seen - train.csr).max() == 0 and seen.nnz == len(train)
+    assert _resident_kib(seen.indices) > 0  # read again, from the page cache
     assert abs(shards.seen_rows - train.csr).max() == 0  # one rank: its block is every user
 
 

@@ -84,27 +84,40 @@ def _coo_reference(seen: sp.csr_matrix, min_rating: float, weighting: str) -> sp
     return matrix
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 9), st.integers(1, 9), st.sampled_from(WEIGHTINGS),
-       st.sampled_from([0.0, 2.5, 4.0, 6.0]), st.booleans())
+       st.sampled_from([0.0, 2.5, 4.0, 6.0]), st.booleans(), st.booleans())
 def test_csr_built_matrix_equals_the_coo_definition(seed, n_rows, n_cols, weighting, min_rating,
-                                                   shuffled):
+                                                   shuffled, repeated):
     """Built row by row straight from the ratings' CSR (empty rows, all-dropped rows, unsorted
-    columns), the matrix is the COO construction of its definition, entry for entry."""
+    columns, a pair stored twice), the matrix is the COO construction of its definition, entry for
+    entry."""
     rng = np.random.default_rng(seed)
     dense = rng.choice([0.0, 0.5, 1.0, 3.0, 4.5, 5.0], size=(n_rows, n_cols),
                        p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]).astype(np.float32)
     seen = sp.csr_matrix(dense)
+    if repeated:  # each row's first movie stored once more, with another rating, at the row's end
+        indices, data, indptr = [], [], [0]
+        for row in range(n_rows):
+            lo, hi = seen.indptr[row], seen.indptr[row + 1]
+            indices += list(seen.indices[lo:hi]) + list(seen.indices[lo:min(lo + 1, hi)])
+            data += list(seen.data[lo:hi]) + [float(rng.choice([1.0, 3.0, 4.5]))] * int(hi > lo)
+            indptr.append(len(indices))
+        seen = sp.csr_matrix((np.array(data, np.float32), np.array(indices, np.int32), indptr),
+                             shape=seen.shape)
     if shuffled:  # the same matrix with each row's columns stored out of order
         for row in range(n_rows):
             lo, hi = seen.indptr[row], seen.indptr[row + 1]
             order = rng.permutation(hi - lo)
             seen.indices[lo:hi], seen.data[lo:hi] = seen.indices[lo:hi][order], seen.data[lo:hi][order]
         seen.has_sorted_indices = False
+    before = seen.copy()
     got = interaction_matrix(seen, min_rating, weighting)
     want = _coo_reference(seen, min_rating, weighting)
     assert got.dtype == np.float32 and got.shape == want.shape and got.has_sorted_indices
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
-    np.testing.assert_array_equal(got.data, want.data)
+    np.testing.assert_allclose(got.data, want.data, rtol=1e-6)  # a repeated pair: sums in any order
     assert not np.shares_memory(got.indices, seen.indices)  # callers may scale or reorder their own
+    for part in ("indptr", "indices", "data"):  # the caller's matrix is left as it was
+        np.testing.assert_array_equal(getattr(seen, part), getattr(before, part))

@@ -312,3 +312,11 @@ def test_session_rows_keeps_sessions_of_two_or_more():
     np.testing.assert_array_equal(session_rows(data, gap=30.0).toarray(), [[1, 1, 0], [1, 0, 1]])
     # min_rating 3 leaves one movie in every session: none is kept
     assert session_rows(data, gap=30.0, min_rating=3.0).shape == (0, 3)
+
+
+def test_session_cut_compares_ratings_at_full_precision():
+    """min_rating is compared with the ratings in float64, as `interaction_weights` reads them: a
+    threshold a hair above 3.5 drops a 3.5 (in float32 the threshold would round down to 3.5)."""
+    data = Ratings.from_arrays([1, 1, 1], [1, 2, 3], [3.5, 4.0, 4.5], [0, 10, 20], scale=(0.5, 5.0))
+    assert session_matrix(data, 30.0, min_rating=3.5).nnz == 3
+    assert session_matrix(data, 30.0, min_rating=3.5000001).nnz == 2

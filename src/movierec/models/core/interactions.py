@@ -76,15 +76,20 @@ def interaction_matrix(seen: sp.csr_matrix, min_rating: float = 0.0, weighting: 
     Ratings below ``min_rating`` are dropped (explicitly stored zeros never occur: every kept entry is
     > 0). Rows and columns keep the shape of ``seen``; users left without interactions get empty rows.
 
+    A (user, movie) pair stored more than once (a caller's own matrix: `Ratings.csr` refuses
+    them) counts each stored rating on its own, and the pair's values are added.
+
     Built CSR to CSR (the kept entries keep their places; rows are counted, not listed): at 25
     million ratings a COO detour held an int64 row per entry and scipy's conversion copies, about
-    35 bytes an entry at its peak against 9 here (an iALS fit's first allocation at ml-32m scale).
+    37 bytes an entry at its peak (tracemalloc) against 9 here for the binary and rating weightings
+    with every rating kept (an iALS fit's default, its first allocation at ml-32m scale); a
+    ``min_rating`` cut takes about 14, the centered weighting about 33 (a float64 mean per entry).
     """
     check_interaction_params(min_rating, weighting)
     seen = seen.tocsr()
-    if not seen.has_canonical_format:  # sorted, no duplicates: what the COO route made of it
-        seen = seen.copy()
-        seen.sum_duplicates()
+    canonical = seen.has_canonical_format  # sorted, each pair once
+    if not seen.has_sorted_indices:
+        seen = seen.sorted_indices()  # a sorted copy; repeated pairs stay, each weighted on its own
     n_rows = seen.shape[0]
     counts = np.diff(seen.indptr)
     keep = seen.data >= min_rating
@@ -100,7 +105,10 @@ def interaction_matrix(seen: sp.csr_matrix, min_rating: float = 0.0, weighting: 
     indices = seen.indices.astype(index) if every else seen.indices[keep].astype(index, copy=False)
     indptr = np.zeros(n_rows + 1, dtype=index)
     np.cumsum(counts if every else _row_sums(keep, seen.indptr, np.int64), out=indptr[1:])
-    return sp.csr_matrix((values, indices, indptr), shape=seen.shape)
+    matrix = sp.csr_matrix((values, indices, indptr), shape=seen.shape)
+    if not canonical:
+        matrix.sum_duplicates()  # a repeated pair's weighted values added, as a COO build adds them
+    return matrix
 
 
 def _row_sums(values: np.ndarray, indptr: np.ndarray, dtype: type) -> np.ndarray:
@@ -127,9 +135,10 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     users, items, n = train.user_index, train.item_index, len(train)
     index = np.int32 if max(n, train.n_items) < 2**31 else np.int64
     # Every array here is a rating long, so they are made one at a time, in the sorted order, and
-    # dropped as soon as used; the values are computed last, on the kept entries only. At 25 million
-    # ratings this peaks near 20 bytes a rating (the sort's key, its result and its buffer) where
-    # permuting ready-made float64 values and masks alongside took about 40.
+    # dropped as soon as used; the values are computed last, on the kept entries only. For the
+    # binary weighting this peaks near 28 bytes a rating (tracemalloc at 2M ratings; the sort's key,
+    # its result, the gathered columns) where permuting ready-made float64 values and masks alongside
+    # took 42; the centered weighting's float64 mean per rating brings it to about 40.
     order = _user_time_item_order(users, train.timestamp, items, train.n_users, train.n_items)
     starts = np.ones(n, dtype=bool)
     sorted_users = users[order]
@@ -148,7 +157,8 @@ def session_matrix(train: Ratings, gap: float, min_rating: float = 0.0, weightin
     del sorted_users
     items = items[order].astype(index, copy=False)
     del order
-    keep = ratings >= min_rating
+    # compared in float64, as the ratings' values are: a float32 comparison would round the threshold
+    keep = np.greater_equal(ratings, min_rating, signature=(np.float64, np.float64, np.bool_))
     if not keep.all():
         session, items, ratings = session[keep], items[keep], ratings[keep]
         if weighting == "centered":
