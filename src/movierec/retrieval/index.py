@@ -145,10 +145,12 @@ class AnnIndex:
         return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups)
 
     def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
-        """Set ``nprobe`` to the first of 1, 2, 3, 4, 6, 8, 12, ... (powers of two and the halfway
-        steps between them, up to every list: exhaustive) whose recall, as ``recall_at(nprobe)``
-        measures it, reaches ``target``. The halfway steps matter: search time grows with the lists
-        probed, and doubling from a count just short of the target would cost up to twice the time."""
+        """Set ``nprobe`` to the first of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ... (powers
+        of two and the quarter steps between them, up to every list: exhaustive) whose recall, as
+        ``recall_at(nprobe)`` measures it, reaches ``target``. The fine steps matter: search time
+        grows with the lists probed, and a step 25% wide costs at most 25% more than the count
+        that just reaches the target (halfway steps put iALS on 80k movies at 24 lists where 20
+        reach 0.98; doubling, at 32)."""
         for nprobe in _probe_steps(self.nlist):
             recall = recall_at(nprobe)
             if recall >= target:
@@ -241,10 +243,11 @@ class AnnIndex:
 
 
 def _probe_steps(nlist: int) -> list[int]:
-    """1, 2, 3, 4, 6, 8, 12, 16, 24, ... below ``nlist``, then ``nlist``."""
+    """1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ... below ``nlist``, then ``nlist``: each power
+    of two p and p 5/4, p 3/2, p 7/4."""
     steps, power = {nlist}, 1
     while power < nlist:
-        steps |= {power, power * 3 // 2}
+        steps |= {power, power * 5 // 4, power * 3 // 2, power * 7 // 4}
         power *= 2
     return sorted(step for step in steps if step <= nlist)
 
