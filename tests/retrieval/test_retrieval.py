@@ -5,6 +5,7 @@ refused and rebuilt, and exact scoring with a warning where faiss is missing."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -320,3 +321,88 @@ def test_recommend_all_asks_the_index_for_its_batches(data: Any, tmp_path: Path)
         want = model.recommend(user, k=5)
         assert rows["item"].tolist() == want["item"].tolist()
         np.testing.assert_allclose(rows["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-12)
+
+
+@needs_faiss
+@given(st.integers(0, 10**6), st.sampled_from([1e-3, 1.0, 1e3]), st.sampled_from([np.float32, np.float64]))
+@settings(max_examples=15, deadline=None)
+def test_the_index_products_are_within_half_the_bound(seed: int, scale: float, dtype: type) -> None:
+    """`AnnRetriever._bound` (doubled) holds every float32 product the index returns to within half
+    of it of the exact product of the stored row and the query, whatever the factors' scale."""
+    from movierec.models.core.recommender import DotParts
+    from movierec.retrieval.retriever import AnnRetriever
+
+    rng = np.random.default_rng(seed)
+    users = (rng.normal(size=(20, 6)) * scale).astype(dtype)
+    items = (rng.standard_t(2, size=(200, 6)) * scale).astype(dtype)  # heavy tails: norms far apart
+    offsets = (rng.normal(size=200) * scale).astype(dtype)
+    parts = DotParts(users, items, offsets, True)
+    index = AnnIndex.build(parts)
+    found, inner = index.search(users, 200, nprobe=index.nlist)
+    exact = exact_scores(parts, np.arange(20), found)  # no column is constant: nothing dropped
+    bound = AnnRetriever(index, parts)._bound(np.asarray(users, np.float64))
+    assert (np.abs(inner.astype(np.float64) - exact) <= bound[:, None] / 2).all()
+    assert (bound < 1e-3 * (np.abs(exact).max(axis=1) + 1e-300)).all()  # and it is no wide margin
+
+
+@needs_faiss
+def test_ties_at_the_lists_edge_take_the_spare_candidates(data: Any) -> None:
+    """Where the float32 products cannot settle a list's edge (here: pairs of movies with the same
+    vector, so equal scores), `_SPARE` more candidates are re-scored and ties break by movie index
+    as on the exact path; rows whose edge is clear re-score their k movies only. The lists are the
+    exact ones either way, and the same as when every row takes the spares."""
+    import movierec.models.core.dot_topk as dot_topk
+    import movierec.retrieval.retriever as retriever_module
+
+    model = _fit("ials", data)
+    half = len(model.items_) // 2
+    model.item_factors_[half : 2 * half] = model.item_factors_[:half]  # movie i + half ties with i
+    model.item_bias_[half : 2 * half] = model.item_bias_[:half]
+    retriever = _exhaustive(attach(model, ann="on", target_recall=1.0))
+    widths: list[int] = []
+    rescore = dot_topk.rescore_top
+
+    def counting(users64, items, offsets, kept, width):
+        widths.append(kept.shape[1])
+        return rescore(users64, items, offsets, kept, width)
+
+    users = np.arange(len(model.users_))
+    want = _exact(model, users, 10)
+    retriever_module.rescore_top = counting
+    try:
+        got = model.recommend_indices(users, 10)
+        radius, retriever.index.radius = retriever.index.radius, float("nan")  # nothing proven
+        spares = model.recommend_indices(users, 10)
+        retriever.index.radius = radius
+    finally:
+        retriever_module.rescore_top = rescore
+    for ours in (got, spares):
+        np.testing.assert_array_equal(ours[0], want[0])
+        np.testing.assert_allclose(ours[1], want[1], rtol=1e-12)  # sums in another order
+    np.testing.assert_array_equal(got[1], spares[1])
+    assert 10 in widths and 10 + retriever_module._SPARE in widths
+
+
+@needs_faiss
+def test_a_crowded_list_is_fetched_twice_as_deep_each_round(data: Any) -> None:
+    """Users whose seen movies crowd their first fetch are fetched again at 2x the depth each round
+    (not straight at the depth that all their seen movies would need), and still get the exact lists."""
+    model = _fit("ials", data)
+    retriever = _exhaustive(attach(model, ann="on", target_recall=1.0))
+    depths: list[tuple[int, int]] = []
+    search = retriever.index.search
+
+    def recording(vectors, m, nprobe=None):
+        depths.append((len(vectors), m))
+        return search(vectors, m, nprobe)
+
+    retriever.index.search = recording
+    users = np.arange(len(model.users_))
+    got = model.recommend_indices(users, 10)
+    want = _exact(model, users, 10)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    ms = [m for _, m in depths]
+    assert ms[0] == 32 and len(ms) >= 2  # (a few heavy users skip the index: too deep to fetch)
+    assert all(b == 2 * a for a, b in itertools.pairwise(ms))  # one depth a round, doubling
+    assert [n for n, _ in depths] == sorted((n for n, _ in depths), reverse=True)  # fewer users each round

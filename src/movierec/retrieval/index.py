@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,9 @@ class AnnIndex:
         groups: movies with identical rows (e.g. all the movies without training ratings, whose
             vectors are zero) are stored once: (members, starts, counts) list, per stored row, its
             movies in ascending index order (``members[starts[r] : starts[r] + counts[r]]``).
+        radius: the largest norm of a stored row (every row lies on that sphere, up to rounding):
+            with a query's norm it bounds how far the index's float32 products can be from exact
+            ones (`AnnRetriever` uses it to skip re-scoring candidates that cannot enter a list).
     """
 
     index: Any
@@ -122,6 +125,8 @@ class AnnIndex:
     n_items: int
     nlist: int
     groups: tuple[np.ndarray, np.ndarray, np.ndarray]
+    radius: float = float("nan")
+    _params: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, parts: DotParts, *, seed: int = 0) -> AnnIndex:
@@ -142,7 +147,8 @@ class AnnIndex:
         index.cp.seed = seed
         index.train(unique)
         index.add(unique)
-        return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups)
+        return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups,
+                   _radius(unique))
 
     def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
         """Set ``nprobe`` to the first of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ... (powers
@@ -162,9 +168,12 @@ class AnnIndex:
     def queries(self, user_vectors: np.ndarray) -> np.ndarray:
         """Query rows for users' vectors (rows of ``DotParts.users``): the kept columns, 1 for the
         offset, 0 for the lift."""
-        vectors = np.asarray(user_vectors)[:, self.keep]
-        ones = np.ones((len(vectors), 1), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack([vectors, ones, np.zeros_like(ones)]), dtype=np.float32)
+        vectors = np.asarray(user_vectors)
+        kept = int(np.count_nonzero(self.keep))
+        out = np.zeros((len(vectors), kept + 2), dtype=np.float32)
+        out[:, :kept] = vectors[:, self.keep]
+        out[:, kept] = 1.0
+        return out
 
     def search(self, user_vectors: np.ndarray, m: int, nprobe: int | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +182,10 @@ class AnnIndex:
         faiss = load_faiss()
         if len(user_vectors) == 0:
             return np.empty((0, m), dtype=np.int64), np.empty((0, m), dtype=np.float32)
-        params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
+        nprobe = int(nprobe or self.nprobe)
+        params = self._params.get(nprobe)
+        if params is None:  # made once per nprobe: building one costs as much as a small search
+            params = self._params[nprobe] = faiss.SearchParametersIVF(nprobe=nprobe)
         inner, found = self.index.search(self.queries(user_vectors), int(m), params=params)
         members, starts, counts = self.groups
         if len(counts) == self.n_items:  # no duplicates: stored rows are the movies
@@ -236,10 +248,18 @@ class AnnIndex:
             return None
         faiss = load_faiss()
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-        groups = _groups(_item_side(parts)[1])[1]  # the same parts: the same grouping
+        rows = _item_side(parts)[1]  # the same parts: the same rows and grouping
         return cls(index, np.asarray(meta["keep"], dtype=bool), int(meta["nprobe"]),
                    float(meta["recall_at_10"]), str(meta["fingerprint"]), int(meta["n_items"]),
-                   int(meta["nlist"]), groups)
+                   int(meta["nlist"]), _groups(rows)[1], _radius(rows))
+
+
+def _radius(rows: np.ndarray) -> float:
+    """The largest norm among float32 ``rows`` (computed in float64)."""
+    if not len(rows):
+        return 0.0
+    wide = rows.astype(np.float64)
+    return float(np.sqrt(np.einsum("ij,ij->i", wide, wide).max()))
 
 
 def _probe_steps(nlist: int) -> list[int]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from movierec._arrays import concat_ranges
 from movierec.errors import ConfigError
 from movierec.models.core.dot_topk import rescore_top
 from movierec.models.core.recommender import DotParts, Recommender, block_users
@@ -80,54 +81,67 @@ class AnnRetriever:
         if width == 0 or len(user_index) == 0:
             return items, scores
         allowed_items = n_items if candidates is None else int(np.count_nonzero(candidates))
+        user_index = np.asarray(user_index, dtype=np.int64)
         excluded = np.zeros(len(user_index), dtype=np.int64)
-        seen_rows = None  # each user's excluded movies, row i for user_index[i]
+        seen_rows = None  # each user's excluded movies: where their run starts in exclude.indices, its length
         if exclude is not None:
-            seen_rows = exclude[user_index]
-            if candidates is None:
-                excluded = np.diff(seen_rows.indptr).astype(np.int64)
-            else:
-                row_of = np.repeat(np.arange(len(user_index)), np.diff(seen_rows.indptr))
-                excluded = np.bincount(row_of[candidates[seen_rows.indices]], minlength=len(user_index))
+            seen_rows = _SeenRows(exclude, user_index)
+            excluded = seen_rows.lengths
+            if candidates is not None:
+                row_of, movies = seen_rows.pairs(np.arange(len(user_index)))
+                excluded = np.bincount(row_of[candidates[movies]], minlength=len(user_index))
         allowed = allowed_items - excluded
         share = allowed_items / n_items
 
         def rounded(need: np.ndarray) -> np.ndarray:  # powers of two: few distinct batch shapes
             return np.minimum(1 << np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), n_items)
 
-        # Fetch enough for k allowed movies first; a user whose list does not fill (seen movies
-        # among the best, or the probed lists ran out) is fetched again deep enough for all their
-        # excluded movies, then with 4x the lists each round, then scored exactly.
+        # Fetch enough for k allowed movies first. A user whose list does not fill (seen movies
+        # crowd the best candidates) is fetched twice as deep each round, up to deep enough for all
+        # their excluded movies; one whose probed lists ran out probes 4x the lists; one who still
+        # has too few once every list is probed is scored exactly. Doubling, not jumping straight
+        # to the deepest fetch, because a fetch costs with its depth (faiss keeps a heap of it) and
+        # most users a first fetch leaves short are one doubling from full (iALS, 80k movies: 279
+        # of 292 needed 64 where the deepest fetch was 128-1,024).
         deep = rounded(np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16)
         fetch = np.minimum(rounded(np.full(len(user_index), int(np.ceil(width / max(share, 1e-12))) + 16)),
                            deep)
-        too_many = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
-        done = too_many.copy()
+        # too deep to be worth it, or every list probed in vain: scored exactly below
+        left = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
+        answered = np.zeros(len(user_index), dtype=bool)
         index = self.index
-        nprobe = index.nprobe
-        while not done.all():
-            for m in np.unique(fetch[~done]).tolist():
-                group = np.flatnonzero((fetch == m) & ~done)
+        probe = np.full(len(user_index), index.nprobe, dtype=np.int64)
+        probed = probe.copy()  # lists the last fetch probed
+        ran_out = np.zeros(len(user_index), dtype=bool)
+        while True:
+            todo = np.flatnonzero(~answered & ~left)
+            if not len(todo):
+                break
+            # users fetched alike, one search each: (depth, lists) as one integer key
+            key = fetch[todo] * (index.nlist + 1) + probe[todo]
+            for both in np.unique(key).tolist():
+                m, p = divmod(both, index.nlist + 1)
+                group = todo[key == both]
                 step = max(1, _BLOCK_ELEMENTS // m)
                 # lists hold n_items / nlist movies on average: probe enough to hold m twice over
-                probes = max(nprobe, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
+                probes = max(p, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
                 for start in range(0, len(group), step):
                     chosen = group[start : start + step]
-                    got, got_scores, full = self._from_index(parts, user_index[chosen], m, width,
-                                                             _rows_of(seen_rows, chosen), candidates,
-                                                             allowed[chosen], probes)
+                    got, got_scores, full, short = self._from_index(
+                        parts, user_index[chosen], m, width,
+                        None if seen_rows is None else seen_rows.pairs(chosen), candidates, allowed[chosen],
+                        probes)
                     items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
-                    done[chosen[full]] = True
-            shallow = ~done & (fetch < deep)
-            if shallow.any():
-                fetch[shallow] = deep[shallow]
-                continue
-            if nprobe >= index.nlist:
-                break
-            nprobe = min(4 * nprobe, index.nlist)
-        done &= ~too_many
-        self.ann_users += int(done.sum())
-        rest = np.flatnonzero(~done)
+                    answered[chosen[full]] = True
+                    ran_out[chosen], probed[chosen] = short, probes
+            todo = todo[~answered[todo]]
+            deeper = todo[~ran_out[todo] & (fetch[todo] < deep[todo])]
+            fetch[deeper] = np.minimum(2 * fetch[deeper], deep[deeper])
+            wider = np.setdiff1d(todo, deeper, assume_unique=True)
+            left[wider[probed[wider] >= index.nlist]] = True
+            probe[wider] = np.minimum(4 * probed[wider], index.nlist)
+        self.ann_users += int(answered.sum())
+        rest = np.flatnonzero(~answered)
         if len(rest):
             self.exact_users += len(rest)
             items[rest], scores[rest] = _exact(model, user_index[rest], width, exclude, candidates)
@@ -139,36 +153,77 @@ class AnnRetriever:
 
     def _from_index(self, parts: DotParts, users: np.ndarray, m: int, width: int,
                     seen: tuple[np.ndarray, np.ndarray] | None, candidates: np.ndarray | None,
-                    allowed: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``width`` of ``m`` fetched per user, and which users' lists are complete. ``seen``:
+                    allowed: np.ndarray, nprobe: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``width`` of ``m`` fetched per user, which users' lists are complete, and whose probed
+        lists ran out before ``m`` movies (a deeper fetch with as many lists finds no more). ``seen``:
         the users' excluded movies as (row within ``users``, movie) pairs, rows ascending."""
         found, inner = self.index.search(parts.users[users], m, nprobe)
         valid = found >= 0
+        ran_out = ~valid[:, -1]  # the probed lists held fewer than m movies: fetching deeper cannot help
         if candidates is not None:
             valid &= candidates[np.maximum(found, 0)]
         if seen is not None:
             _drop_seen(valid, found, seen, len(parts.items))
         n_valid = valid.sum(axis=1)
-        # the index's float32 products pick a short list; float64 re-scoring orders it as the exact
-        # path does (score, then item index), so near-ties at its edge fall the exact path's way
-        short = min(m, width + _SPARE)
-        inner = np.where(valid, inner, -np.inf)
-        if short < m:
-            pick = np.argpartition(-inner, short - 1, axis=1)[:, :short]
-            found, valid = np.take_along_axis(found, pick, axis=1), np.take_along_axis(valid, pick, axis=1)
-        top, top_values = rescore_top(np.asarray(parts.users[users], np.float64), parts.items,
-                                      parts.offsets, np.where(valid, found, -1), width)
         full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
-        return top, top_values, full
+        # The index's float32 products pick the list; float64 re-scoring orders it as the exact path
+        # does (score, then item index). Where the width-th product is more than twice their error
+        # bound above the next, the list's movies are known and only they are re-scored; elsewhere
+        # (near-ties at the edge) `_SPARE` more are, so that those fall the exact path's way.
+        inner = np.where(valid, inner, -np.inf)
+        kept = np.where(valid, found, -1)
+        users64 = np.asarray(parts.users[users], np.float64)
+        short = min(m, width + _SPARE)
+        if short >= m:
+            top, top_values = rescore_top(users64, parts.items, parts.offsets, kept, width)
+            return top, top_values, full, ran_out
+        rows = np.arange(len(found))[:, None]
+        pick = np.argpartition(-inner, (width - 1, width, short - 1), axis=1)[:, :short]
+        kept, inner = kept[rows, pick], inner[rows, pick]
+        with np.errstate(invalid="ignore"):  # inf - inf where factors overflowed: not proven
+            proven = (inner[:, width] == -np.inf) | (inner[:, width - 1] - inner[:, width]
+                                                     > self._bound(users64))
+        if proven.all():
+            top, top_values = rescore_top(users64, parts.items, parts.offsets, kept[:, :width], width)
+            return top, top_values, full, ran_out
+        top = np.empty((len(kept), width), dtype=np.int64)
+        top_values = np.empty((len(kept), width))
+        for which, slots in ((proven, width), (~proven, short)):
+            if which.any():
+                top[which], top_values[which] = rescore_top(users64[which], parts.items, parts.offsets,
+                                                            kept[which, :slots], width)
+        return top, top_values, full, ran_out
+
+    def _bound(self, users64: np.ndarray) -> np.ndarray:
+        """Twice the most by which the index's float32 product of each user's query and any stored
+        row can differ from the exact one (the doubling also covers the float64 re-scoring's own
+        rounding). A float32 sum of d products is within (d + 2) u sum_j |q_j r_j| of the exact sum
+        (Higham's gamma bound; u = 2^-24), the float32 rounding of float64 factors adds 2 u
+        sum_j |q_j r_j|, and sum_j |q_j r_j| <= |q| |r| = |q| radius (Cauchy-Schwarz: every stored
+        row has the index's radius as its norm, and a query is 0 in the lift column)."""
+        index = self.index
+        kept = users64[:, index.keep]
+        query_norm = np.sqrt(np.einsum("ij,ij->i", kept, kept) + 1.0)  # the 1: the offset's column
+        d = kept.shape[1] + 2
+        return 2.0 * (d + 4) * 2.0**-24 * query_norm * index.radius * (1 + 1e-6)
 
 
-def _rows_of(rows: sp.csr_matrix | None, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The entries of CSR ``rows``' rows ``chosen`` as (position in ``chosen``, column), positions
-    ascending."""
-    if rows is None:
-        return None
-    picked = rows[chosen]
-    return np.repeat(np.arange(len(chosen)), np.diff(picked.indptr)), picked.indices
+class _SeenRows:
+    """Some users' rows of a CSR matrix read in place (through its ``indptr``): slicing rows out of a
+    scipy matrix costs ~0.25 ms a call whatever their size, most of a one-user request's time."""
+
+    def __init__(self, matrix: sp.csr_matrix, users: np.ndarray) -> None:
+        self.indices = matrix.indices
+        self.starts = matrix.indptr[users].astype(np.int64)
+        self.lengths = matrix.indptr[users + 1].astype(np.int64) - self.starts
+
+    def pairs(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The entries of rows ``chosen`` (positions among the users) as (position in ``chosen``,
+        column), positions ascending."""
+        lengths = self.lengths[chosen]
+        return (np.repeat(np.arange(len(chosen)), lengths),
+                self.indices[concat_ranges(self.starts[chosen], lengths)])
 
 
 def _drop_seen(valid: np.ndarray, found: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
