@@ -3,13 +3,15 @@ that decides when a model gets one.
 
 `AnnRetriever.top_k` answers `Recommender.recommend_indices` (diversity 0) for a model whose
 `DotParts` it was built from. Per user it over-fetches: first ``k`` divided by the share of movies
-that pass the filters, plus a margin; drops seen and filtered movies; orders the rest by the index's
-inner products, re-scores a short list exactly (float64) and orders it by (score, item index) as
-`movierec.models.core.topk` does. A user whose list does not fill is fetched again deep enough for
-all their seen movies, then with more lists probed; one whose candidates still run out before ``k``
-while allowed movies remain, or who would need more than `_MAX_FETCH_SHARE` of the catalog fetched,
-is scored exactly by the model instead: filters and seen-item exclusion hold whatever the index
-returns.
+that pass the filters, plus a margin (twice that for a user with many seen movies); drops seen and
+filtered movies; orders the rest by the index's inner products, re-scores the list exactly (float64;
+with `_SPARE` more candidates where the index's float32 products cannot tell the k-th from the next
+within their rounding bound) and orders it by (score, item index) as `movierec.models.core.topk`
+does. A user whose list does not fill is fetched twice as deep each round, up to deep enough for all
+their seen movies, and with more lists probed where the probed ones ran out; one whose candidates
+still run out before ``k`` while allowed movies remain, or who would need more than
+`_MAX_FETCH_SHARE` of the catalog fetched, is scored exactly by the model instead: filters and
+seen-item exclusion hold whatever the index returns.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ class AnnRetriever:
         deep = rounded(np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16)
         fetch = np.minimum(rounded(np.full(len(user_index), int(np.ceil(width / max(share, 1e-12))) + 16)),
                            deep)
+        # a user with at least twice as many seen movies as that starts one doubling deeper: on iALS
+        # (which scores seen movies high) most such users' first fetch would come back short, and a
+        # second search costs more than the deeper first one (1.11x the queries per second overall)
+        crowded = excluded >= 2 * fetch
+        fetch[crowded] = np.minimum(2 * fetch[crowded], deep[crowded])
         # too deep to be worth it, or every list probed in vain: scored exactly below
         left = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
         answered = np.zeros(len(user_index), dtype=bool)
