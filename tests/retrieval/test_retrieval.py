@@ -350,7 +350,7 @@ def test_ties_at_the_lists_edge_take_the_spare_candidates(data: Any) -> None:
     """Where the float32 products cannot settle a list's edge (here: pairs of movies with the same
     vector, so equal scores), `_SPARE` more candidates are re-scored and ties break by movie index
     as on the exact path; rows whose edge is clear re-score their k movies only. The lists are the
-    exact ones either way, and the same as when every row takes the spares."""
+    exact ones either way, and when nothing can be proven every user is scored exactly."""
     import movierec.models.core.dot_topk as dot_topk
     import movierec.retrieval.retriever as retriever_module
 
@@ -371,15 +371,14 @@ def test_ties_at_the_lists_edge_take_the_spare_candidates(data: Any) -> None:
     retriever_module.rescore_top = counting
     try:
         got = model.recommend_indices(users, 10)
-        radius, retriever.index.radius = retriever.index.radius, float("nan")  # nothing proven
-        spares = model.recommend_indices(users, 10)
+        radius, retriever.index.radius = retriever.index.radius, float("nan")  # nothing proven:
+        spares = model.recommend_indices(users, 10)  # nor settled, every user scored exactly
         retriever.index.radius = radius
     finally:
         retriever_module.rescore_top = rescore
     for ours in (got, spares):
         np.testing.assert_array_equal(ours[0], want[0])
         np.testing.assert_allclose(ours[1], want[1], rtol=1e-12)  # sums in another order
-    np.testing.assert_array_equal(got[1], spares[1])
     assert 10 in widths and 10 + retriever_module._SPARE in widths
 
 
@@ -406,3 +405,56 @@ def test_a_crowded_list_is_fetched_twice_as_deep_each_round(data: Any) -> None:
     assert ms[0] == 32 and len(ms) >= 2  # (a few heavy users skip the index: too deep to fetch)
     assert all(b == 2 * a for a, b in itertools.pairwise(ms))  # one depth a round, doubling
     assert [n for n, _ in depths] == sorted((n for n, _ in depths), reverse=True)  # fewer users each round
+
+
+@needs_faiss
+def test_a_tie_group_wider_than_the_spares_keeps_the_lowest_indices(data: Any) -> None:
+    """50 unrated movies (zero vectors, stored once) tie at the list's edge, more than the spares
+    hold: the list keeps the lowest indices as the exact path does (an unordered partition of the
+    candidates once took arbitrary ones; now such users are scored exactly)."""
+    model = _fit("ials", data)
+    n_items = len(model.items_)
+    rng = np.random.default_rng(7)
+    factors = np.full(model.item_factors_.shape, -1.0, dtype=np.float32)  # every other movie scores < 0
+    cold = np.sort(rng.choice(n_items, 50, replace=False))
+    factors[cold] = 0.0
+    hot = rng.choice(np.setdiff1d(np.arange(n_items), cold), 3, replace=False)
+    factors[hot] = 1.0
+    model.item_factors_ = factors
+    model.item_bias_ = np.zeros_like(model.item_bias_)
+    model.user_factors_ = np.abs(model.user_factors_) + 0.1  # positive: hot > cold (0) > the rest
+    _exhaustive(attach(model, ann="on", target_recall=1.0))
+    users = np.arange(40)
+    got = model.recommend_indices(users, 10, exclude_seen=False)
+    want = _exact(model, users, 10, exclude_seen=False)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert set(got[0][:, 3:].ravel().tolist()) == set(cold[:7].tolist())
+
+
+@needs_faiss
+def test_near_ties_past_the_spares_are_scored_exactly(data: Any) -> None:
+    """Movies whose float32 rows are equal (one stored row) but whose float64 scores differ below
+    float32's resolution: the index cannot order them, so users whose list edge falls among them are
+    scored exactly and still get the exact lists."""
+    from movierec.models.core.recommender import DotParts
+
+    model = _fit("biased-mf-als", data)
+    parts = model._dot_parts()
+    n_items = len(model.items_)
+    group = np.arange(0, n_items, 5)[:60]
+    items = np.asarray(parts.items, np.float64).copy()
+    offsets = np.asarray(parts.offsets, np.float64).copy()
+    items[group] = 0.0
+    offsets[group] = offsets.max() + 10 + np.random.default_rng(2).permutation(60) * 1e-12
+    model._dot_parts = lambda: DotParts(parts.users, items, offsets, False)  # type: ignore[method-assign]
+    model._score_users = lambda u: (np.asarray(parts.users[u], np.float64) @ items.T  # type: ignore
+                                    + offsets)
+    model._predict = lambda u, i: (np.einsum("nk,nk->n", np.asarray(parts.users[u], np.float64),  # type: ignore
+                                             items[i]) + offsets[i])
+    retriever = attach(model, ann="on", target_recall=1.0)
+    _exhaustive(retriever)
+    users = np.arange(30)
+    got = model.recommend_indices(users, 10, exclude_seen=False)
+    want = _exact(model, users, 10, exclude_seen=False)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert retriever.exact_users == len(users)

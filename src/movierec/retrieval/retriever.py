@@ -117,7 +117,7 @@ class AnnRetriever:
         left = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
         answered = np.zeros(len(user_index), dtype=bool)
         index = self.index
-        probe = np.full(len(user_index), index.nprobe, dtype=np.int64)
+        probe = np.full(len(user_index), min(index.nprobe, index.nlist), dtype=np.int64)
         probed = probe.copy()  # lists the last fetch probed
         ran_out = np.zeros(len(user_index), dtype=bool)
         while True:
@@ -134,13 +134,14 @@ class AnnRetriever:
                 probes = max(p, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
                 for start in range(0, len(group), step):
                     chosen = group[start : start + step]
-                    got, got_scores, full, short = self._from_index(
+                    got, got_scores, full, short, unsettled = self._from_index(
                         parts, user_index[chosen], m, width,
                         None if seen_rows is None else seen_rows.pairs(chosen), candidates, allowed[chosen],
                         probes)
                     items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
                     answered[chosen[full]] = True
                     ran_out[chosen], probed[chosen] = short, probes
+                    left[chosen[unsettled]] = True  # near-ties past the spares: exact scoring
             todo = todo[~answered[todo]]
             deeper = todo[~ran_out[todo] & (fetch[todo] < deep[todo])]
             fetch[deeper] = np.minimum(2 * fetch[deeper], deep[deeper])
@@ -161,9 +162,10 @@ class AnnRetriever:
     def _from_index(self, parts: DotParts, users: np.ndarray, m: int, width: int,
                     seen: tuple[np.ndarray, np.ndarray] | None, candidates: np.ndarray | None,
                     allowed: np.ndarray, nprobe: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``width`` of ``m`` fetched per user, which users' lists are complete, and whose probed
-        lists ran out before ``m`` movies (a deeper fetch with as many lists finds no more). ``seen``:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``width`` of ``m`` fetched per user, which users' lists are complete, whose probed
+        lists ran out before ``m`` movies (a deeper fetch with as many lists finds no more), and
+        whose near-ties at the list's edge the index's products cannot settle. ``seen``:
         the users' excluded movies as (row within ``users``, movie) pairs, rows ascending."""
         found, inner = self.index.search(parts.users[users], m, nprobe)
         valid = found >= 0
@@ -175,45 +177,57 @@ class AnnRetriever:
         n_valid = valid.sum(axis=1)
         full = (n_valid >= width) | (n_valid >= allowed)  # list filled, or every allowed movie found
         # The index's float32 products pick the list; float64 re-scoring orders it as the exact path
-        # does (score, then item index). Where the width-th product is more than twice their error
-        # bound above the next, the list's movies are known and only they are re-scored; elsewhere
-        # (near-ties at the edge) `_SPARE` more are, so that those fall the exact path's way.
-        inner = np.where(valid, inner, -np.inf)
+        # does (score, then item index). The first valid candidates in the index's order are taken
+        # (best first; the movies of one stored row in ascending index order, as ties break). Where
+        # the width-th product is more than twice their error bound above the next, the list's movies
+        # are known and only they are re-scored; elsewhere (near-ties at the edge) `_SPARE` more are,
+        # so that those fall the exact path's way; a user whose near-ties run past those too is
+        # scored exactly (`unsettled`).
         kept = np.where(valid, found, -1)
         users64 = np.asarray(parts.users[users], np.float64)
         short = min(m, width + _SPARE)
+        unsettled = np.zeros(len(found), dtype=bool)
         if short >= m:
             top, top_values = rescore_top(users64, parts.items, parts.offsets, kept, width)
-            return top, top_values, full, ran_out
+            return top, top_values, full, ran_out, unsettled
         rows = np.arange(len(found))[:, None]
-        pick = np.argpartition(-inner, (width - 1, width, short - 1), axis=1)[:, :short]
-        kept, inner = kept[rows, pick], inner[rows, pick]
+        pick = np.argsort(~valid, axis=1, kind="stable")[:, : short + 1]  # valid ones first, in order
+        kept, inner = kept[rows, pick], np.where(valid[rows, pick], inner[rows, pick], -np.inf)
+        bound = self._bound(users64)
         with np.errstate(invalid="ignore"):  # inf - inf where factors overflowed: not proven
-            proven = (inner[:, width] == -np.inf) | (inner[:, width - 1] - inner[:, width]
-                                                     > self._bound(users64))
+            proven = (inner[:, width] == -np.inf) | (inner[:, width - 1] - inner[:, width] > bound)
+            unsettled = ~proven & (inner[:, short] > -np.inf) & ~(inner[:, short - 1] - inner[:, short]
+                                                                   > bound)
+        full &= ~unsettled
         if proven.all():
             top, top_values = rescore_top(users64, parts.items, parts.offsets, kept[:, :width], width)
-            return top, top_values, full, ran_out
-        top = np.empty((len(kept), width), dtype=np.int64)
-        top_values = np.empty((len(kept), width))
-        for which, slots in ((proven, width), (~proven, short)):
+            return top, top_values, full, ran_out, unsettled
+        top = np.full((len(kept), width), -1, dtype=np.int64)
+        top_values = np.full((len(kept), width), -np.inf)
+        for which, slots in ((proven, width), (~proven & ~unsettled, short)):
             if which.any():
                 top[which], top_values[which] = rescore_top(users64[which], parts.items, parts.offsets,
                                                             kept[which, :slots], width)
-        return top, top_values, full, ran_out
+        return top, top_values, full, ran_out, unsettled
 
     def _bound(self, users64: np.ndarray) -> np.ndarray:
         """Twice the most by which the index's float32 product of each user's query and any stored
-        row can differ from the exact one (the doubling also covers the float64 re-scoring's own
-        rounding). A float32 sum of d products is within (d + 2) u sum_j |q_j r_j| of the exact sum
-        (Higham's gamma bound; u = 2^-24), the float32 rounding of float64 factors adds 2 u
-        sum_j |q_j r_j|, and sum_j |q_j r_j| <= |q| |r| = |q| radius (Cauchy-Schwarz: every stored
-        row has the index's radius as its norm, and a query is 0 in the lift column)."""
+        row can differ from the exact one: two products compared each carry that much. A float32
+        sum of d products is within (d + 2) u sum_j |q_j r_j| of the exact sum (Higham's gamma
+        bound; u = 2^-24), the float32 rounding of float64 factors adds 2 u sum_j |q_j r_j|, and
+        sum_j |q_j r_j| <= |q| |r| = |q| radius (Cauchy-Schwarz: every stored row has the index's
+        radius as its norm, and a query is 0 in the lift column). Where values fall below float32's
+        normal range each rounding may also be off by half the smallest subnormal, 2^-150: at most
+        d 2^-149 over the sum's 2d operations, and 2^-150 sqrt(d) (|q| + radius) for the factors'
+        rounding. The 1e-6 of slack covers the float64 re-scoring's own rounding (about 2^-29 of
+        the float32 bound)."""
         index = self.index
         kept = users64[:, index.keep]
         query_norm = np.sqrt(np.einsum("ij,ij->i", kept, kept) + 1.0)  # the 1: the offset's column
         d = kept.shape[1] + 2
-        return 2.0 * (d + 4) * 2.0**-24 * query_norm * index.radius * (1 + 1e-6)
+        relative = (d + 4) * 2.0**-24 * query_norm * index.radius
+        subnormal = d * 2.0**-149 + 2.0**-150 * np.sqrt(d) * (query_norm + index.radius)
+        return 2.0 * (relative + subnormal) * (1 + 1e-6)
 
 
 class _SeenRows:
@@ -221,6 +235,7 @@ class _SeenRows:
     scipy matrix costs ~0.25 ms a call whatever their size, most of a one-user request's time."""
 
     def __init__(self, matrix: sp.csr_matrix, users: np.ndarray) -> None:
+        users = np.arange(matrix.shape[0])[users]  # negative indices count from the end, as numpy's
         self.indices = matrix.indices
         self.starts = matrix.indptr[users].astype(np.int64)
         self.lengths = matrix.indptr[users + 1].astype(np.int64) - self.starts
