@@ -37,13 +37,18 @@ import time
 import numpy as np
 
 
-def _qps(call, n: int, repeats: int) -> float:
+def _best_s(call, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls, in seconds."""
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         best = min(best, time.perf_counter() - start)
-    return n / best
+    return best
+
+
+def _qps(call, n: int, repeats: int) -> float:
+    return n / _best_s(call, repeats)
 
 
 def _recall(model, users: np.ndarray, found: np.ndarray) -> float:
@@ -110,9 +115,9 @@ def main() -> None:
         exact_s, ann_s = [], []
         for _ in range(args.repeats):
             model.retriever = None
-            exact_s.append(len(users) / _qps(ranked, len(users), 1))
+            exact_s.append(_best_s(ranked, 1))
             model.retriever = retriever
-            ann_s.append(len(users) / _qps(ranked, len(users), 3))
+            ann_s.append(_best_s(ranked, 3))
         exact_qps, ann_qps = len(users) / min(exact_s), len(users) / min(ann_s)
         speedup = float(np.median(np.divide(exact_s, ann_s)))
         vectors = model._dot_parts().users[users]
@@ -132,7 +137,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for key, attached in (("exact", None), ("faiss", retriever)):
                 model.retriever = attached
-                single_s[key].append(len(some) / _qps(one_by_one, len(some), 1))
+                single_s[key].append(_best_s(one_by_one, 1))
         model.retriever = retriever
         rows.append({
             "model": name, "fit_s": fit_s, "build_s": build_s, "nlist": retriever.index.nlist,

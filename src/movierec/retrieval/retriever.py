@@ -134,13 +134,13 @@ class AnnRetriever:
                 probes = max(p, min(index.nlist, -(-2 * m * index.nlist // max(index.index.ntotal, 1))))
                 for start in range(0, len(group), step):
                     chosen = group[start : start + step]
-                    got, got_scores, full, short, unsettled = self._from_index(
+                    got, got_scores, full, exhausted, unsettled = self._from_index(
                         parts, user_index[chosen], m, width,
                         None if seen_rows is None else seen_rows.pairs(chosen), candidates, allowed[chosen],
                         probes)
                     items[chosen[full]], scores[chosen[full]] = got[full], got_scores[full]
                     answered[chosen[full]] = True
-                    ran_out[chosen], probed[chosen] = short, probes
+                    ran_out[chosen], probed[chosen] = exhausted, probes
                     left[chosen[unsettled]] = True  # near-ties past the spares: exact scoring
             todo = todo[~answered[todo]]
             deeper = todo[~ran_out[todo] & (fetch[todo] < deep[todo])]
@@ -199,9 +199,6 @@ class AnnRetriever:
             unsettled = ~proven & (inner[:, short] > -np.inf) & ~(inner[:, short - 1] - inner[:, short]
                                                                    > bound)
         full &= ~unsettled
-        if proven.all():
-            top, top_values = rescore_top(users64, parts.items, parts.offsets, kept[:, :width], width)
-            return top, top_values, full, ran_out, unsettled
         top = np.full((len(kept), width), -1, dtype=np.int64)
         top_values = np.full((len(kept), width), -np.inf)
         for which, slots in ((proven, width), (~proven & ~unsettled, short)):
