@@ -7,6 +7,7 @@ ratings; a GPU section (NCCL) runs where CUDA is present.
     python benchmarks/distributed.py --dataset ml-latest-small \
         --models ials,mean-normalized-mf,biased-mf-als,mult-vae
     python benchmarks/distributed.py --threads 2              # torch threads per rank
+    python benchmarks/distributed.py --models biased-mf-sgd --param epochs=1
 
 Each run is `movierec evaluate DATA -m MODEL --json` (split random:0.9:42): one process as plain
 `python -m movierec`, two as `torchrun --nproc-per-node 2 -m movierec ... --distributed`, every rank
@@ -15,10 +16,11 @@ started through this file's ``--as-rank`` entry, which writes the rank's peak re
 starts (after loading, splitting and, for iALS and biased-mf-als, sharing out the ratings, which
 rank 0 then drops) and the peak over the fit alone (VmHWM, reset by ``/proc/self/clear_refs`` when
 the fit starts; 0 where that cannot be written). Seconds: the fit (``fit_s``, rank 0's) and the whole
-command (wall, with loading, splitting and the evaluation). For iALS and biased-mf-als only rank 0
-reads the ratings and every rank ranks its block of users in the evaluation; the data-parallel models'
-ranks each read the rating arrays (docs/distributed.md). Each row is also printed as JSON, the metric
-with all its digits (one process against two: the same figure up to the fit's rounding).
+command (wall, with loading, splitting and the evaluation). Only rank 0 reads the ratings: every
+rank trains on its shard (for iALS and biased-mf-als, blocks of users and of movies; for the
+data-parallel models, the ratings of a block of users); for iALS and biased-mf-als every rank ranks its
+block of users in the evaluation, for the others rank 0 evaluates alone (docs/distributed.md). Each
+row is also printed as JSON, the metric with all its digits.
 
 GPU section (only with CUDA): the same runs with NCCL, one rank per GPU; with one GPU it runs the
 one-process baseline and a one-rank NCCL launch (two ranks need two GPUs: NCCL refuses two ranks
@@ -83,9 +85,11 @@ def _as_rank(folder: str, argv: list[str]) -> None:
 
 
 def _run(procs: int, data: list[str], model: str, threads: int, env: dict[str, str],
-         gpu: bool = False) -> dict[str, object]:
+         gpu: bool = False, params: list[str] | None = None) -> dict[str, object]:
     folder = tempfile.mkdtemp(prefix="movierec-dist-")
     args = ["--threads", str(threads), "evaluate", *data, "-m", model, "--json"]
+    for param in params or []:
+        args += ["-p", param]
     entry = [str(Path(__file__).resolve()), "--as-rank", folder, "--"]
     if procs == 1 and not gpu:
         command = [sys.executable, *entry, *args]
@@ -135,6 +139,8 @@ def main() -> None:
     parser.add_argument("--models", default="ials,mean-normalized-mf")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a hyperparameter for every model run (repeatable), e.g. epochs=1")
     options = parser.parse_args()
 
     env = {**os.environ, "OMP_NUM_THREADS": str(options.threads),
@@ -154,12 +160,15 @@ def main() -> None:
             data = [str(work / "ratings.parquet"), "--movies", str(work / "movies.csv")]
             label = f"synthetic: {options.ratings:,} ratings, {users:,} users, {items:,} movies"
         models = [m.strip() for m in options.models.split(",") if m.strip()]
-        print(f"CPU (gloo), {label}, {options.threads} torch thread(s) per rank, split random:0.9:42")
+        given = f", params {' '.join(options.param)}" if options.param else ""
+        print(f"CPU (gloo), {label}, {options.threads} torch thread(s) per rank, split "
+              f"random:0.9:42{given}")
         rows = []
         cpu_env = {**env, "CUDA_VISIBLE_DEVICES": ""}  # both sides on CPUs, even on a GPU machine
         for model in models:
             for procs in (1, 2):
-                rows.append(_run(procs, data, model, options.threads, cpu_env))
+                rows.append(_run(procs, data, model, options.threads, cpu_env,
+                                 params=options.param))
         _print(rows)
 
         import torch
@@ -171,8 +180,9 @@ def main() -> None:
         print(f"\nGPU (NCCL), {gpus} GPU(s) ({torch.cuda.get_device_name(0)}), {label}")
         rows = []
         for model in models:
-            rows.append(_run(1, data, model, options.threads, env))
-            rows.append(_run(min(2, gpus), data, model, options.threads, env, gpu=True))
+            rows.append(_run(1, data, model, options.threads, env, params=options.param))
+            rows.append(_run(min(2, gpus), data, model, options.threads, env, gpu=True,
+                             params=options.param))
         _print(rows)
         if gpus < 2:
             print("(one GPU: the second row of each model is a one-rank NCCL launch; two ranks need "

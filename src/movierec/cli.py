@@ -520,26 +520,8 @@ def _native_stderr_muted(mute: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def _load_for(group: Any, name: str, mirror: str | None, data_dir: Path | None,
-              movies: Path | None, quiet: bool) -> Any:
-    """`_load`; in a distributed run rank 0 first (it fills the cache), then the other ranks."""
-    if group is None:
-        return _load(name, mirror, data_dir, movies, quiet)
-    from movierec.distributed import main_first
-
-    return main_first(group, "loading the data", lambda: _load(name, mirror, data_dir, movies, quiet))
-
-
-def _check_same_job(group: Any, model: Any, train: Any, *job: Any) -> None:
-    if group is not None:
-        from movierec.distributed import same_everywhere
-
-        same_everywhere(group, "command", (model.name, model.get_params(), *job))
-        same_everywhere(group, "training data", train.fingerprint())
-
-
 def _sharded(group: Any, model_name: str) -> bool:
-    """Whether this run trains a model whose ratings are sharded over the ranks (rank 0 alone loads)."""
+    """Whether this run trains a model whose ratings are sharded by user and by movie (iALS, ALS)."""
     if group is None:
         return False
     from movierec.distributed.run import SHARDED
@@ -558,21 +540,26 @@ class _Loaded:
 def _prepare(group: Any, model: Any, name: str, split: str, k: int, quiet: bool, mirror: str | None,
              data_dir: Path | None, movies: Path | None, *, whole_ok: bool = False
              ) -> tuple[Any, Any, Any, Any]:
-    """(dataset, split, training ratings, this rank's shards or None) for train and evaluate: sharded
-    for the sharded models of a distributed run (`_load_sharded`), else loaded (rank 0 first) and
-    split, with every rank checked to run the same job. ``whole_ok``: split ``none`` trains on all
-    the ratings (no split)."""
+    """(dataset, split, training ratings, this rank's shards or None) for train and evaluate, loaded
+    and split. In a distributed run every rank is checked to run the same job and only rank 0 reads
+    the data (the others get Nones and receive their shard when training starts): the sharded models
+    through `_load_sharded`. ``whole_ok``: split ``none`` trains on all the ratings (no split)."""
     from movierec.data.split import make_split
 
     if _sharded(group, model.name):
         return _load_sharded(group, model, name, split, k, quiet, mirror, data_dir, movies)
-    dataset = _load_for(group, name, mirror, data_dir, movies, quiet)
+    if group is not None:
+        from movierec.distributed import same_everywhere
+
+        same_everywhere(group, "command", (model.name, model.get_params(), name, split, k))
+        if not group.is_main:
+            return None, None, None, None
+    dataset = _load(name, mirror, data_dir, movies, quiet)
     if whole_ok and split.strip().lower() == "none":
         train, split_obj = dataset.ratings, None
     else:
         split_obj = make_split(dataset, split)
         train = split_obj.train
-    _check_same_job(group, model, train, dataset.name, split, k)
     return dataset, split_obj, train, None
 
 

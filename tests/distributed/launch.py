@@ -4,7 +4,8 @@ sees each rank's exit code and stderr.
 
 ``die_after``: rank -> n makes that rank's process exit abruptly (os._exit, as a killed process) at its
 n-th call of the named solver function, i.e. in the middle of training. ``record_shards``: a path;
-every rank writes the sizes of the shards it trains on to PATH.RANK (JSON).
+every rank writes the sizes of the shards it trains on to PATH.RANK (JSON), and a rank that loads
+the data set touches PATH.RANK.loaded.
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ if record:  # write the sizes of the arrays this rank trains on
             json.dump(sizes, out)
         return fit(model, shards, group, **kwargs)
     sharded.fit_sharded = recording
+    import movierec.distributed.run as run
+    share = run.share_ratings
+    def sharing(group, train):  # a data-parallel rank's shard of the ratings
+        shard = share(group, train)
+        with open(f"{record}.{group.rank}", "w") as out:
+            json.dump({"ratings": len(shard), "users": int((shard.user_counts > 0).sum()),
+                       "given": None if train is None else len(train)}, out)
+        return shard
+    run.share_ratings = sharing
+    import movierec.cli as cli
+    load = cli._load
+    def loading(*args, **kwargs):  # which ranks read the data set
+        open(f"{record}.{os.environ['RANK']}.loaded", "w").close()
+        return load(*args, **kwargs)
+    cli._load = loading
 from movierec.cli import main
 sys.argv = ["movierec", *sys.argv[1:]]
 main()

@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from movierec.artifacts import load_model
 from movierec.cli import app
+from movierec.data.download import load_dataset
+from movierec.data.split import make_split
 from movierec.distributed import COVERED, check_covered
 from movierec.distributed.data_parallel import combine_parts
 from movierec.errors import ConfigError
@@ -88,10 +91,14 @@ else:
     indices, values, rows = torch.tensor([7]), torch.tensor([[10.0, 20.0]]), 1
 weighted = replicas.combine_sparse(indices, values, rows)
 summed = replicas.combine_sparse(indices, values, None)
+import numpy as np
+shard = replicas.shard((torch.arange(10 * rank, 10 * rank + 3 + 2 * rank),))[0]
 print(json.dumps({"indices": weighted[0].tolist(), "dtype": str(weighted[0].dtype),
                   "weighted": weighted[1].tolist(), "summed": summed[1].tolist(),
                   "agree": [replicas.agree(rank == 0), replicas.agree(rank == 1)],
-                  "share": list(range(10))[replicas.batch_share(5)]}))
+                  "shard": shard.tolist(),
+                  "total": replicas.total(np.array([1.5, rank])).tolist(),
+                  "gather": replicas.gather(np.arange(rank + 1)).tolist()}))
 dist.destroy_process_group()
 """
 
@@ -113,7 +120,9 @@ def test_the_combine_collective_on_two_processes_gives_every_rank_the_same_piece
         assert result["weighted"] == [[0.75, 1.5], [2.25, 3.0], [3.75, 4.5], [2.5, 5.0]]
         assert result["summed"] == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [10.0, 20.0]]
         assert result["agree"] == [True, False]  # rank 0's decision, on both ranks
-        assert result["share"] == [[0, 2, 4], [1, 3]][rank]  # rows rank, rank + 2, ... of 5
+        # rank 0's 3 rows padded to rank 1's 5 by repeating its first ones
+        assert result["shard"] == [[0, 1, 2, 0, 1], [10, 11, 12, 13, 14]][rank]
+        assert result["total"] == [3.0, 1.0] and result["gather"] == [0, 0, 1]
 
 
 # -- refusals ------------------------------------------------------------------------------------
@@ -137,26 +146,68 @@ def test_the_command_refuses_bayesian_mf_before_a_launch(small):
 
 # -- two processes against one -------------------------------------------------------------------
 def test_two_process_embedding_regressor_with_early_stopping_within_0005_rmse(small):
-    # the regressor stops early on its carve-out (8 of 30 epochs here): rank 0 decides for both
-    args = ["evaluate", *data_args(small), "-m", "embedding-regressor"]
+    # the regressor stops early on the ranks' carve-outs (12 of 30 epochs here), their losses summed
+    # so both stop together. Patience 3: on this small set the carve-out's loss bumps up at epoch 4
+    # for some seeds, in one process too (seed 3: 0.859, 0.867), and with the default 2 a bump decides
+    # the stop (two processes at seeds 0..3: 0.902, 0.886, 0.891, 0.901 against one process's 0.889,
+    # 0.887, 0.884, 0.890); with 3, measured 0.8899 against 0.8885 (seed 3: 0.8925 against 0.8900)
+    args = ["evaluate", *data_args(small), "-m", "embedding-regressor", "-p", "patience=3"]
     two, one = two_processes(*args)["metrics"], single(*args)["metrics"]
     assert abs(two["rmse"] - one["rmse"]) <= 0.005
     assert two["rmse"] < 0.95  # learned: the ratings' standard deviation is 1.04 here
 
 
-def test_two_process_dot_bias_sigmoid_is_the_single_process_model(small):
-    # every rank draws the single-process batches and steps on its half of each: the same steps up
-    # to the order of float sums (measured: RMSE equal to 1e-10)
+def test_two_process_dot_bias_sigmoid_within_0005_rmse(small):
+    # each rank steps on its users' ratings in half of every batch: other batches than one
+    # process's, as another seed's (measured: 1.1546 against 1.1543)
     args = ["evaluate", *data_args(small), "-m", "dot-bias-sigmoid", "-p", "epochs=2"]
     two, one = two_processes(*args)["metrics"], single(*args)["metrics"]
-    assert two["rmse"] == pytest.approx(one["rmse"], abs=1e-4)
+    assert abs(two["rmse"] - one["rmse"]) <= 0.005
 
 
 def test_two_process_bpr_ranks_as_one_process(small):
-    # the same triples (order and negatives from the shared seed) and the same summed steps, so only
-    # float rounding differs (measured: equal to the last digit); 0.002 NDCG@10 is a tenth of what
-    # the seed moves it here (0.186 to 0.209 over seeds 0..2)
+    # each rank draws its users' triples (order and negatives from a stream of its own): other
+    # batches than one process's, as another seed's (measured 0.1962 against 0.1999); 0.01 NDCG@10
+    # is under half of what the seed moves it here (0.186 to 0.209 over seeds 0..2). Drawn in
+    # lockstep (the same stream on both ranks) the negatives of the two halves of every batch were
+    # the same movies, and the figure fell to 0.184.
     args = ["evaluate", *data_args(small), "-m", "bpr", "-p", "epochs=10"]
     two, one = two_processes(*args)["metrics"], single(*args)["metrics"]
-    assert abs(two["ndcg@10"] - one["ndcg@10"]) <= 0.002
+    assert abs(two["ndcg@10"] - one["ndcg@10"]) <= 0.01
     assert two["ndcg@10"] > 0.1
+
+
+def test_two_process_ranks_hold_their_users_ratings_only_and_rank_0_saves_the_whole_model(small, tmp_path):
+    args = ["train", *data_args(small), "-m", "mean-normalized-mf", "-p", "epochs=20"]
+    ranks = launch(["--threads", "1", *args, "--distributed", "--json", "-o", str(tmp_path / "m")],
+                   record_shards=tmp_path / "shards")
+    assert [r.code for r in ranks] == [0, 0], [r.err for r in ranks]
+    # rank 0 alone read the data set; each rank trained on the ratings of its block of users
+    assert (tmp_path / "shards.0.loaded").exists() and not (tmp_path / "shards.1.loaded").exists()
+    sizes = [json.loads((tmp_path / f"shards.{rank}").read_text()) for rank in (0, 1)]
+    dataset = load_dataset(str(small / "ratings.parquet"), movies=small / "movies.csv")
+    train = make_split(dataset, "random:0.9:42").train
+    assert sizes[0]["given"] == len(train) and sizes[1]["given"] is None
+    assert sizes[0]["ratings"] + sizes[1]["ratings"] == len(train)
+    assert sizes[0]["users"] + sizes[1]["users"] == train.n_users
+    assert all(abs(s["ratings"] - len(train) / 2) <= 100 for s in sizes)  # halves, to a user's ratings
+    # the artifact knows every user's seen movies, not rank 0's share of them
+    model = load_model(tmp_path / "m").model
+    assert abs(model.seen_ - train.csr).max() == 0
+    # full batch: the two ranks' step is the single-process step, up to float sums
+    one = single("evaluate", *data_args(small), "-m", "mean-normalized-mf", "-p", "epochs=20")
+    assert json.loads(ranks[0].out)["metrics"]["rmse"] == pytest.approx(one["metrics"]["rmse"], abs=1e-5)
+
+
+def test_ratings_that_cannot_be_cut_for_every_rank_stop_every_rank_in_one_line(tmp_path):
+    folder = tmp_path / "tiny"
+    result = CliRunner().invoke(app, ["data", "synth", "--users", "2", "--items", "30",
+                                      "--ratings", "40", "--seed", "1", "--out", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    ranks = launch(["train", *data_args(folder), "-m", "biased-mf-sgd", "--split", "none",
+                    "--distributed", "-o", str(tmp_path / "m")], world=3)
+    assert [r.code for r in ranks] == [2, 2, 2], [r.err for r in ranks]
+    for rank in ranks:
+        lines = rank.err.strip().splitlines()
+        assert len(lines) == 1 and "cannot be cut into 3 shards" in lines[0], rank.err
+    assert not (tmp_path / "m").exists()

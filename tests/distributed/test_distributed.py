@@ -22,7 +22,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.distributed as dist
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
@@ -33,8 +33,9 @@ from movierec.data.download import load_dataset
 from movierec.data.split import make_split
 from movierec.data.synth import synthesize
 from movierec.distributed import COVERED, check_covered, join_group
+from movierec.distributed.data_parallel import cut_ratings
 from movierec.distributed.group import Group
-from movierec.distributed.shard import all_gather_rows, shard_bounds, strided_shard
+from movierec.distributed.shard import all_gather_rows, padded_rows, rating_blocks, shard_bounds
 from movierec.distributed.sharded import (
     TrainSummary,
     cut_shards,
@@ -43,7 +44,7 @@ from movierec.distributed.sharded import (
     write_training_data,
 )
 from movierec.distributed.solvers import ShardedExchange
-from movierec.errors import ConfigError
+from movierec.errors import ConfigError, DataError
 from movierec.eval.protocol import evaluate
 from movierec.models.core.exchange import LOCAL
 from movierec.models.core.interactions import interaction_matrix, session_rows
@@ -72,13 +73,53 @@ def test_row_blocks_cover_every_row_once_in_order_and_differ_by_at_most_one(n, w
     assert max(sizes) - min(sizes) <= 1
 
 
-@given(st.integers(1, 500), st.integers(1, 7))
-def test_the_strided_sampler_covers_every_row_with_equal_shards(n, world):
-    shards = [strided_shard(n, r, world) for r in range(world)]
-    assert {len(s) for s in shards} == {-(-n // world)}
-    assert set(np.concatenate(shards).tolist()) == set(range(n))
-    # padding repeats at most one row per shard
-    assert sum(len(s) for s in shards) - n < world
+@given(st.lists(st.integers(0, 40), max_size=60), st.integers(1, 7))
+def test_user_blocks_cut_at_the_user_boundary_nearest_each_share_of_the_ratings(counts, world):
+    bounds = rating_blocks(np.array(counts, dtype=np.int64), world)
+    assert len(bounds) == world + 1 and bounds[0] == 0 and bounds[-1] == len(counts)
+    assert (np.diff(bounds) >= 0).all()
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(starts[-1])
+    for r in range(1, world):
+        target = r * total // world
+        if target >= total:
+            continue
+        holder = int(np.searchsorted(starts, target, side="right")) - 1  # the user holding it
+        assert starts[holder] <= target < starts[holder + 1]
+        assert abs(int(starts[bounds[r]]) - target) * 2 <= starts[holder + 1] - starts[holder]
+
+
+def test_user_blocks_and_padding_by_hand():
+    # 8 ratings: users 0-1 hold ratings 0..3, users 2-4 ratings 4..7 (rating 4 starts user 2)
+    assert rating_blocks(np.array([3, 1, 1, 1, 2]), 2).tolist() == [0, 2, 5]
+    # one heavy user: the nearest boundaries to ratings 4 and 8 are 0 and 10 (an empty block)
+    assert rating_blocks(np.array([10, 1, 1]), 3).tolist() == [0, 0, 1, 3]
+    assert padded_rows(3, 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert padded_rows(4, 4).tolist() == [0, 1, 2, 3]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4))
+def test_rating_shards_hold_every_rating_of_their_users_once_in_file_order(seed, world):
+    train = synthesize(40, 30, 500, seed=seed).ratings
+    shards = cut_ratings(train, world)
+    assert len(shards) == world and sum(len(s) for s in shards) == len(train)
+    owner = np.full(train.n_users, -1)
+    for rank, shard in enumerate(shards):
+        assert shard.users == train.users and shard.items == train.items and len(shard) > 0
+        users = np.unique(shard.user_index)
+        assert (owner[users] == -1).all()  # no user in two shards
+        owner[users] = rank
+        rows = np.flatnonzero(np.isin(train.user_index, users))  # all their ratings, file order
+        for name in ("user_index", "item_index", "rating", "timestamp"):
+            assert np.array_equal(getattr(shard, name), getattr(train, name)[rows]), name
+    assert (np.diff(owner[owner >= 0]) >= 0).all()  # contiguous blocks, in rank order
+
+
+def test_ratings_too_few_for_the_ranks_are_refused_in_one_line():
+    train = synthesize(3, 5, 12, seed=0).ratings
+    with pytest.raises(DataError, match=r"cannot be cut into 9 shards .*; use fewer processes"):
+        cut_ratings(train, 9)
 
 
 def test_each_rank_gets_only_its_blocks_of_the_single_process_matrices(tmp_path):
@@ -304,7 +345,9 @@ def test_two_process_sharded_training_holds_blocks_and_evaluates_as_one_process(
     assert sum(s["seen_rows"][1] for s in sizes) == len(train)
     assert all(s["seen_rows"][1] < 0.6 * len(train) for s in sizes)
     assert sizes[0]["seen"] == len(train) and sizes[1]["seen"] is None  # rank 0's mapped whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "shards.0", "shards.1", "tmp"]
+    # rank 0 alone read the data set
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "shards.0", "shards.0.loaded",
+                                                          "shards.1", "tmp"]
     assert list((tmp_path / "tmp").iterdir()) == []  # the files went once mapped
 
 

@@ -5,8 +5,8 @@
 - The pieces: `movierec.distributed.shard` (who owns which rows), `movierec.distributed.sharded`
   (rank 0 shares out the training matrix; the evaluation spread over the ranks),
   `movierec.distributed.solvers` (the sharded row exchange of iALS and ALS),
-  `movierec.distributed.data_parallel` (gradient all-reduce and the ratings
-  sampler).
+  `movierec.distributed.data_parallel` (the ratings cut by blocks of users, the gradient
+  all-reduce).
 
 See docs/distributed.md for launching on one machine or several.
 """
@@ -18,10 +18,9 @@ from movierec.distributed.group import (
     join_group,
     launched,
     leave_group,
-    main_first,
     same_everywhere,
 )
 from movierec.distributed.run import COVERED, check_covered, fit_distributed
 
 __all__ = ["COVERED", "DistributedError", "Group", "check_covered", "fit_distributed", "guarded",
-           "join_group", "launched", "leave_group", "main_first", "same_everywhere"]
+           "join_group", "launched", "leave_group", "same_everywhere"]

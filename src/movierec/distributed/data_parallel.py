@@ -1,38 +1,47 @@
 """Data-parallel training of the gradient-trained models: one replica of the model per rank, each
-stepping on its shard of the rating rows, gradients averaged over the ranks before every step.
+holding and stepping on its shard of the training ratings, gradients averaged over the ranks before
+every step.
+
+The data: rank 0 alone reads the ratings and cuts them (`cut_ratings`) into blocks of users with about
+equal numbers of ratings; every rank receives its block (`share_ratings`), every rating of its users,
+and fits the model on it. What a model derives from all its training ratings (their mean, per-movie
+sums, the rating levels) it asks of `movierec.models.core.train` (`summed`, `training_mean`,
+`gathered`), which sums over the ranks here. Holding all of a user's ratings, a rank can draw BPR's
+negatives and SVD++'s implicit sums for its users without the others.
 
 `GradientReplicas` is what `movierec.models.core.train.train_minibatch` asks for (its `Replicas`):
-under `training_replicas(GradientReplicas(group))` the model's own training code runs unchanged. The
-sampler: rank r of W keeps rows r, r + W, ... of the training tensors (padded to equal length, so
-every rank takes the same number of steps), reshuffled every epoch by the model's own generator, in
-batches of ``ceil(batch_size / W)``; after each backward pass every gradient becomes the mean over
-the W batches weighted by their rows (one all-reduce), which is the gradient of the global batch for
-a loss that is a mean over its rows. So W processes take the steps one process takes, on batches of
-the same total size.
+under `training_replicas(GradientReplicas(group))` the model's own training code runs unchanged. Each
+rank's shard is padded (repeating its first rows) to the longest shard's length, so every rank takes
+the same number of steps, reshuffled every epoch by the model's own generator, in batches of
+``ceil(batch_size / W)``; after each backward pass every gradient becomes the mean over the W batches
+weighted by their rows (one all-reduce), which is the gradient of the global batch for a loss that
+is a mean over its rows. So W processes take as many steps as one process, on batches of the same
+total size; the batches hold other rows than one process's, so results differ as another seed's.
 
 Embedding tables whose gradients are row-sparse (the tower presets look them up with
 ``sparse=True`` and step them in a backward hook; dot-bias-sigmoid and BPR step theirs by hand) are
 not all-reduced: each rank's (rows, values) are all-gathered (`combine_sparse`, the arithmetic in
 `combine_parts`) and every rank applies all of them, so the tables stay equal without sending
-their untouched rows. dot-bias-sigmoid and BPR run their own loops: every rank draws the
-single-process epoch (order, and BPR's negatives) from the shared seed and takes rows
-r, r + W, ... of each batch (`batch_share`), so the W pieces of a step are one process's batch and
-the result is the single-process one up to the order of float sums.
+their untouched rows. dot-bias-sigmoid and BPR run their own loops over their shard the same way
+(`Replicas.shard`, `Replicas.batch_size`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from movierec.distributed.group import Group
-from movierec.distributed.shard import strided_shard
-from movierec.errors import ConfigError
+from movierec.data.dataset import Ratings, Vocabulary
+from movierec.distributed.group import Group, guarded
+from movierec.distributed.shard import padded_rows, rating_blocks
+from movierec.errors import ConfigError, DataError
 
-__all__ = ["GradientReplicas", "combine_parts"]
+__all__ = ["GradientReplicas", "combine_parts", "cut_ratings", "share_ratings"]
 
 
 def combine_parts(parts: Sequence[tuple[torch.Tensor, torch.Tensor, int]], weighted: bool
@@ -48,16 +57,92 @@ def combine_parts(parts: Sequence[tuple[torch.Tensor, torch.Tensor, int]], weigh
     return indices, torch.cat([values * (rows / total) for _, values, rows in parts])
 
 
+def cut_ratings(train: Ratings, world_size: int) -> list[Ratings]:
+    """``train`` cut into ``world_size`` shards by blocks of users with about equal numbers of
+    ratings (`rating_blocks`): shard r holds every rating of its users, in the file's order, with
+    the whole vocabularies (an index means the same movie and user in every shard).
+
+    Raises:
+        DataError: a shard would hold no rating (fewer ratings or users than processes, or one user
+            with more than a share).
+    """
+    bounds = rating_blocks(train.user_counts, world_size)
+    sizes = np.diff(np.concatenate([[0], np.cumsum(train.user_counts)])[bounds])
+    if (sizes == 0).any():
+        raise DataError(f"{len(train):,} ratings of {train.n_users:,} users cannot be cut into "
+                        f"{world_size} shards that each hold ratings; use fewer processes")
+    block = np.searchsorted(bounds, train.user_index, side="right") - 1
+    order = np.argsort(block, kind="stable")  # every block's rows, in the file's order
+    users = Vocabulary(train.users.ids, train.users.kind)  # without the lookups built on use
+    items = Vocabulary(train.items.ids, train.items.kind)
+    shards = []
+    for rows in np.split(order, np.cumsum(sizes)[:-1]):
+        shards.append(Ratings(users, items, train.user_index[rows], train.item_index[rows],
+                              train.rating[rows],
+                              None if train.timestamp is None else train.timestamp[rows],
+                              train.scale))
+    return shards
+
+
+def share_ratings(group: Group, train: Ratings | None) -> Ratings:
+    """This rank's shard of the training ratings (`cut_ratings`): rank 0, which alone read them,
+    keeps its own and sends every other rank theirs; the others pass None and receive. So a rank
+    holds its users' ratings and the vocabularies, never the whole ratings.
+
+    Raises:
+        DataError: the ratings cannot be cut into a shard per rank (on every rank).
+        DistributedError: another rank stopped or did not answer in time.
+    """
+    if not group.is_main:
+        box: list[Any] = [None]
+        guarded(group, "receiving the training ratings from rank 0",
+                lambda: dist.recv_object_list(box, src=0))
+        if isinstance(box[0], str):
+            raise DataError(box[0])
+        return box[0]
+    assert train is not None
+    try:
+        shards: list[Any] = cut_ratings(train, group.world_size)
+    except DataError as exc:
+        shards = [str(exc)] * group.world_size
+    for rank in range(1, group.world_size):
+        guarded(group, "sending the training ratings",
+                lambda rank=rank: dist.send_object_list([shards[rank]], dst=rank))
+        shards[rank] = None  # sent: rank 0 keeps only its own
+    if isinstance(shards[0], str):
+        raise DataError(shards[0])
+    return shards[0]
+
+
 class GradientReplicas:
-    """Gradient all-reduce and a strided ratings sampler over ``group`` (see the module docstring)."""
+    """Gradient all-reduce and the padded shard sampler over ``group`` (see the module docstring)."""
 
     def __init__(self, group: Group) -> None:
         self.group = group
+        self.rank = group.rank
 
     def shard(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        rows = strided_shard(len(tensors[0]), self.group.rank, self.group.world_size)
-        index = torch.as_tensor(rows, device=tensors[0].device)
+        n = len(tensors[0])
+        longest = torch.tensor([n], dtype=torch.int64, device=self.group.device)
+        dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+        size = int(longest.item())
+        if size == n:
+            return tuple(tensors)
+        if n == 0:
+            raise DataError(f"rank {self.group.rank} of {self.group.world_size} got no training rows "
+                            f"to step on (another holds {size}): use fewer processes for these ratings")
+        index = torch.as_tensor(padded_rows(n, size))
         return tuple(t.index_select(0, index.to(t.device)) for t in tensors)
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        summed = torch.as_tensor(np.ascontiguousarray(values, dtype=np.float64)).to(self.group.device)
+        dist.all_reduce(summed)
+        return summed.cpu().numpy()
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        parts: list[Any] = [None] * self.group.world_size
+        dist.all_gather_object(parts, np.asarray(values))
+        return np.concatenate(parts)
 
     def batch_size(self, batch_size: int) -> int:
         return max(1, -(-int(batch_size) // self.group.world_size))
@@ -119,9 +204,6 @@ class GradientReplicas:
                  for part, (count, share) in zip(gathered, counts, strict=True)]
         index, combined = combine_parts(parts, weighted=rows is not None)
         return index.to(indices.device, indices.dtype), combined.to(values.device)
-
-    def batch_share(self, rows: int) -> slice:
-        return slice(self.group.rank, rows, self.group.world_size)
 
     def agree(self, stop: bool) -> bool:
         flag = torch.tensor([1.0 if stop else 0.0], device=self.group.device)

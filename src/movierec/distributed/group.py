@@ -23,7 +23,7 @@ import torch.distributed as dist
 from movierec.errors import ConfigError, MovieRecError
 
 __all__ = ["DistributedError", "Group", "guarded", "join_group", "launched", "leave_group",
-           "main_first", "same_everywhere"]
+           "same_everywhere"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,16 +202,3 @@ def same_everywhere(group: Group, what: str, value: Any) -> None:
     if differ:
         raise DistributedError(f"ranks {', '.join(map(str, differ))} run a different {what} than "
                                f"rank 0; start every process with the same command")
-
-
-def main_first(group: Group | None, what: str, work: Callable[[], T]) -> T:
-    """Run ``work`` on rank 0 first, then on the other ranks (e.g. loading data that rank 0 caches,
-    so that no two ranks write one cache file); ``group`` None: just run it."""
-    if group is None:
-        return work()
-    if not group.is_main:
-        guarded(group, f"waiting for rank 0 while {what}", dist.barrier)
-    result = work()
-    if group.is_main:
-        guarded(group, f"{what} (the other ranks waited)", dist.barrier)
-    return result

@@ -3,7 +3,8 @@
 - ``ials`` and ``biased-mf-als``: the ratings sharded by user and by item (`movierec.distributed.solvers`).
 - ``mult-vae``, ``mean-normalized-mf``, ``biased-mf-sgd``, ``svdpp``, the tower presets
   (``embedding-mlp``, ``embedding-regressor``, ``rating-classifier``), ``dot-bias-sigmoid`` and
-  ``bpr``: data parallel, gradients averaged over the ranks (`movierec.distributed.data_parallel`).
+  ``bpr``: data parallel, each rank holding the ratings of a block of users, gradients averaged over
+  the ranks (`movierec.distributed.data_parallel`).
 
 Every other model is refused with a `ConfigError` naming those covered, before any rank does work;
 ``bayesian-mf`` among them, as a Gibbs sampler has no gradient steps to split.
@@ -15,14 +16,14 @@ from __future__ import annotations
 import torch.distributed as dist
 
 from movierec.data.dataset import Catalog, Ratings
-from movierec.distributed.data_parallel import GradientReplicas
+from movierec.distributed.data_parallel import GradientReplicas, share_ratings
 from movierec.distributed.group import Group, guarded
 from movierec.distributed.sharded import TrainSummary, fit_sharded, share_training_data
 from movierec.errors import ConfigError
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import training_replicas
 
-__all__ = ["COVERED", "check_covered", "fit_distributed"]
+__all__ = ["COVERED", "adopt_whole_ratings", "check_covered", "fit_distributed"]
 
 SHARDED = ("ials", "biased-mf-als")
 DATA_PARALLEL = ("mult-vae", "mean-normalized-mf", "biased-mf-sgd", "svdpp", "embedding-mlp",
@@ -37,15 +38,26 @@ def check_covered(model_name: str) -> None:
                           f"{', '.join(COVERED)}")
 
 
+def adopt_whole_ratings(model: Recommender, train: Ratings) -> None:
+    """Rank 0's model after a data-parallel fit on its shard: every user's seen movies from the whole
+    training ratings, and what the model derives from them (Mult-VAE's interaction rows), rebuilt as
+    loading its artifact rebuilds them, so the model is the one a single process would save."""
+    model.seen_ = train.csr
+    for cached in ("_facts", "retriever"):  # built for the shard's arrays, if anything built them
+        model.__dict__.pop(cached, None)
+    model._set_state(model._state())
+
+
 def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, valid: Ratings | None = None,
                     callback: Callback | None = None, catalog: Catalog | None = None) -> Recommender:
     """Fit ``model`` on ``train`` across ``group``; every rank calls this with the same model and data.
 
     On rank 0 the model ends fitted, as `Recommender.fit` leaves it. Elsewhere a sharded model ends
     with the factors and its block's seen rows (enough to rank its users for `movierec.distributed.
-    sharded.serve_ranking`) and a data-parallel one as it came. Rank 0 alone reads ``train`` for a
-    sharded model (the others may pass None; `movierec.distributed.sharded` sends them their shards).
-    ``valid`` and ``callback`` serve reporting on rank 0 only.
+    sharded.serve_ranking`) and a data-parallel one fitted on its shard (not to be used). Rank 0 alone
+    reads ``train`` (the others pass None): it sends every rank its shard
+    (`movierec.distributed.sharded` for the sharded models, `movierec.distributed.data_parallel.
+    share_ratings` for the others). ``valid``, ``callback`` and ``catalog`` serve rank 0 only.
 
     Raises:
         ConfigError: a model that is not covered (see `COVERED`).
@@ -59,16 +71,21 @@ def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, 
                     seen=seen, valid=valid if main else None, callback=callback if main else None,
                     catalog=catalog)
     else:
+        shard = share_ratings(group, train if main else None)
         before = model.get_params()
         if "device" in before:  # every replica computes where its rank's collectives run
             model.device = str(group.device)  # type: ignore[attr-defined]
         try:
             with training_replicas(GradientReplicas(group)):
                 guarded(group, f"training {model.name}", lambda: model.fit(
-                    train, valid=valid if main else None, callback=callback if main else None,
-                    catalog=catalog))
+                    shard, valid=valid if main else None, callback=callback if main else None,
+                    catalog=catalog if main else None))
         finally:
             if "device" in before:
                 model.device = before["device"]  # type: ignore[attr-defined]
+        del shard
+        if main:
+            assert train is not None
+            adopt_whole_ratings(model, train)
     guarded(group, "finishing training", dist.barrier)
     return model

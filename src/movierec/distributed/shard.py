@@ -1,5 +1,6 @@
-"""How the work is cut between ranks: contiguous row blocks for the ALS solvers, a strided sampler of
-rating rows for the gradient-trained models, and the all-gather that puts blocks back together.
+"""How the work is cut between ranks: contiguous row blocks for the ALS solvers, blocks of users with
+about equal numbers of ratings for the gradient-trained models (padded to equal lengths), and the
+all-gather that puts blocks back together.
 
 Rank r of W owns rows ``shard_bounds(n, r, W)``: the first ``n % W`` ranks take one row more, so the
 blocks differ by at most one row and together cover 0..n-1 in order.
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_rows", "shard_bounds", "strided_shard"]
+__all__ = ["all_gather_rows", "padded_rows", "rating_blocks", "shard_bounds"]
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -24,16 +25,29 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
-def strided_shard(n: int, rank: int, world_size: int) -> np.ndarray:
-    """Row positions ``rank, rank + W, ...`` of ``n`` rows, padded (by repeating the shard's first
-    rows) to ``ceil(n / W)`` so that every rank runs the same number of steps, as
-    `torch.utils.data.DistributedSampler` pads; int64."""
-    rows = np.arange(rank, n, world_size, dtype=np.int64)
-    size = -(-n // world_size)
-    if len(rows) < size:
-        pad = rows if len(rows) else np.arange(min(n, 1), dtype=np.int64)
-        rows = np.concatenate([rows, np.resize(pad, size - len(rows))]) if len(pad) else rows
-    return rows
+def padded_rows(n: int, size: int) -> np.ndarray:
+    """Positions 0..n-1, then the first ones again until there are ``size`` (>= n >= 1): a shard
+    of ``n`` rows made as long as the longest, as `torch.utils.data.DistributedSampler` pads."""
+    if not 1 <= n <= size:
+        raise ValueError(f"need 1 <= n <= size, got n {n}, size {size}")
+    return np.resize(np.arange(n, dtype=np.int64), size)
+
+
+def rating_blocks(user_counts: np.ndarray, world_size: int) -> np.ndarray:
+    """User bounds (world_size + 1,) cutting users 0..U-1 into contiguous blocks with about equal
+    numbers of ratings (``user_counts``: ratings per user): block r is users
+    ``bounds[r]:bounds[r + 1]``. Counting the ratings user by user, cut r is the boundary between
+    two users nearest to rating ``r * N // W`` (the earlier one on a tie), so a block misses its
+    share by at most half the ratings of the users at its edges; it can be empty where one user
+    holds more than a share."""
+    if world_size < 1:
+        raise ValueError(f"need world_size >= 1, got {world_size}")
+    starts = np.concatenate([[0], np.cumsum(np.asarray(user_counts, dtype=np.int64))])
+    targets = (np.arange(1, world_size, dtype=np.int64) * int(starts[-1])) // world_size
+    after = np.minimum(np.searchsorted(starts, targets), len(starts) - 1)  # first boundary >= target
+    before = np.maximum(after - 1, 0)
+    cuts = np.where(targets - starts[before] <= starts[after] - targets, before, after)
+    return np.concatenate([[0], cuts, [len(starts) - 1]]).astype(np.int64)
 
 
 def all_gather_rows(block: torch.Tensor, n: int, world_size: int, out: torch.Tensor | None = None

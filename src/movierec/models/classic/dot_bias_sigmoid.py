@@ -26,6 +26,7 @@ from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_tab
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     current_replicas,
+    replica_generator,
     resolve_device,
     start_replicas,
     torch_threads,
@@ -141,22 +142,23 @@ class DotBiasSigmoid(Recommender):
                 }
 
             self.history_ = []
-            n, size = len(targets), self.batch_size
-            # Data-parallel (`current_replicas`): every replica draws the epoch's order as one
-            # process does and steps on its share of each batch; the shares' gradients are put
-            # together before the step, so the step is the single-process one.
+            step_pairs, step_targets, size = pairs, targets, self.batch_size
+            # Data-parallel (`current_replicas`): every replica steps on its shard (padded to the
+            # longest) in its share of each batch; the shares' gradients are put together before
+            # the step, so a step is one on a batch of the global size.
             replicas = current_replicas()
             if replicas is not None:
                 start_replicas(replicas, [table])
+                columns, step_targets = replicas.shard((pairs.T, targets))
+                step_pairs, size = columns.T, replicas.batch_size(size)
+                generator = replica_generator(generator)
+            n = len(step_targets)
             for epoch in range(1, self.epochs + 1):
                 start = time.perf_counter()
                 order = torch.randperm(n, generator=generator).to(device)
-                epoch_pairs, epoch_targets = pairs[:, order], targets[order]
+                epoch_pairs, epoch_targets = step_pairs[:, order], step_targets[order]
                 for first in range(0, n, size):
                     batch, y = epoch_pairs[:, first : first + size], epoch_targets[first : first + size]
-                    if replicas is not None:
-                        share = replicas.batch_share(len(y))
-                        batch, y = batch[:, share], y[share]
                     rows = batch.reshape(-1)  # user rows, movie rows
                     flat = table.index_select(0, rows)
                     pair = flat.view(2, len(y), k + 2)

@@ -24,8 +24,10 @@ from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
     resolve_device,
+    summed,
     torch_threads,
     train_minibatch,
+    training_mean,
 )
 
 __all__ = ["MeanNormalizedMF"]
@@ -105,11 +107,13 @@ class MeanNormalizedMF(Recommender):
         ratings = torch.as_tensor(np.array(train.rating))
         with torch_threads(self.threads):
             net = _MeanNormalizedNet(train.n_users, train.n_items, self.factors, self.init_sd, generator)
+            # over every replica's shard when several processes train (`summed`)
+            n = int(summed(np.array([len(train)]))[0])
             net.item_mean.copy_(torch.as_tensor(
-                np.bincount(train.item_index, train.rating, train.n_items)
-                / np.maximum(train.item_counts, 1), dtype=torch.float32))
+                summed(np.bincount(train.item_index, train.rating, train.n_items))
+                / np.maximum(summed(train.item_counts), 1), dtype=torch.float32))
             net.to(device)
-            reg, n = float(self.reg), len(train)
+            reg = float(self.reg)
             squared_error = [0.0]
 
             def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -139,7 +143,7 @@ class MeanNormalizedMF(Recommender):
             valid_tensors = known_pairs_tensors(self, valid, device)
             if valid_tensors is not None and not len(valid_tensors[0]):
                 valid_tensors = None
-            train_minibatch(net, batch_loss, train_tensors, epochs=self.epochs, batch_size=len(train),
+            train_minibatch(net, batch_loss, train_tensors, epochs=self.epochs, batch_size=n,
                             learning_rate=self.learning_rate, generator=generator,
                             valid=valid_tensors, valid_metrics=metrics if valid_tensors else None,
                             callback=on_epoch)
@@ -147,7 +151,7 @@ class MeanNormalizedMF(Recommender):
         self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_, self.item_mean_ = (
             t.detach().numpy().copy() for t in (net.user_factors, net.item_factors, net.user_bias,
                                                   net.item_bias, net.item_mean))
-        self.global_mean_ = float(train.rating.mean())
+        self.global_mean_ = training_mean(train.rating)
 
     def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         """Full-batch training: every rating's gathered factors and their gradients each step

@@ -17,6 +17,7 @@ from movierec.models.classic.shared import (
     softmax,
 )
 from movierec.models.classic.tower import EmbeddingTower, TowerRecommender
+from movierec.models.core.train import gathered
 
 __all__ = ["RatingClassifier"]
 
@@ -53,7 +54,8 @@ class RatingClassifier(TowerRecommender):
         self.threads = threads
 
     def _outputs(self, train: Ratings) -> int:
-        self.levels_ = torch.as_tensor(np.unique(train.rating).astype(np.float32))
+        # the levels of every replica's shard when several processes train (`gathered`)
+        self.levels_ = torch.as_tensor(np.unique(gathered(np.unique(train.rating))).astype(np.float32))
         return len(self.levels_)
 
     def _targets(self, ratings: np.ndarray) -> torch.Tensor:

@@ -34,9 +34,11 @@ from movierec.models.core.train import (
     known_pairs_tensors,
     load_module_arrays,
     module_arrays,
+    replica_generator,
     resolve_device,
     torch_threads,
     train_minibatch,
+    training_mean,
 )
 
 __all__ = ["EmbeddingTower", "TowerRecommender"]
@@ -130,7 +132,7 @@ class TowerRecommender(Recommender):
 
     def _init_output(self, module: EmbeddingTower, train: Ratings) -> None:
         with torch.no_grad():
-            module.layers[-1].bias.fill_(float(train.rating.mean()))
+            module.layers[-1].bias.fill_(training_mean(train.rating))
 
     def _extra_metrics(self, out: torch.Tensor, target: torch.Tensor, prefix: str) -> dict[str, float]:
         return {f"{prefix}_rmse": rmse(self._to_rating(out), target)}
@@ -160,8 +162,13 @@ class TowerRecommender(Recommender):
             valid_tensors = None
             if checked is not None and len(checked[0]):
                 valid_tensors = (checked[0], checked[1], self._targets(checked[2].cpu().numpy()).to(device))
+            patience = self._patience()
+            if valid_tensors is None and patience is not None and current_replicas() is not None:
+                # every replica stops on the replicas' carve-outs together, an empty one included
+                valid_tensors = (users[:0], items[:0], targets[:0])
 
             reg = float(self.reg)
+            dropout_generator = replica_generator(dropout_generator)  # each replica its own masks
 
             def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
                 out, norms = module(batch[0], batch[1], dropout_generator)
@@ -198,7 +205,7 @@ class TowerRecommender(Recommender):
                     epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                     generator=generator, valid=valid_tensors, weight_decay=self.weight_decay,
                     valid_metrics=(lambda t: evaluate(t, "valid")) if valid_tensors else None,
-                    early_stopping=self._patience() if valid_tensors else None,
+                    early_stopping=patience if valid_tensors else None,
                     callback=on_epoch,
                 )
             finally:

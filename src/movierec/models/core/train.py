@@ -31,14 +31,18 @@ __all__ = [
     "Replicas",
     "check_schedule",
     "current_replicas",
+    "gathered",
     "known_pairs_tensors",
     "load_module_arrays",
     "module_arrays",
     "record_epoch",
+    "replica_generator",
     "resolve_device",
     "start_replicas",
+    "summed",
     "torch_threads",
     "train_minibatch",
+    "training_mean",
     "training_replicas",
 ]
 
@@ -89,8 +93,11 @@ class Replicas(Protocol):
     """What `train_minibatch` asks of a data-parallel launch (`movierec.distributed` provides one):
     the model code is the same whether one process trains or several."""
 
+    rank: int  # this replica's place among them, 0..count-1
+
     def shard(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """This replica's rows of the row-aligned training tensors (the same count on every one)."""
+        """The row-aligned training tensors of this replica's shard, padded (by repeating its first
+        rows) to as many rows as the largest replica's, so every replica takes the same steps."""
 
     def batch_size(self, batch_size: int) -> int:
         """This replica's share of a global batch of ``batch_size`` rows."""
@@ -116,10 +123,11 @@ class Replicas(Protocol):
         Every replica must call this at the same point (it is a collective).
         """
 
-    def batch_share(self, rows: int) -> slice:
-        """This replica's rows of one global batch of ``rows`` rows, for training loops that draw
-        the single-process batches on every replica and split each one (the shares differ by at
-        most one row and may be empty)."""
+    def total(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (float64, the same shape on every replica) summed over the replicas."""
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Every replica's ``values`` (1-d, any length) concatenated in replica order."""
 
     def agree(self, stop: bool) -> bool:
         """The first replica's ``stop`` on every replica (early stopping decided once)."""
@@ -144,6 +152,43 @@ def current_replicas() -> Replicas | None:
     A model whose training loop is its own (not `train_minibatch`) asks for them once, in the thread
     that fits it, and keeps them for hooks that run elsewhere (autograd's CUDA thread)."""
     return _REPLICAS.get()
+
+
+def summed(values: np.ndarray) -> np.ndarray:
+    """``values`` summed over the replicas' shards of the training data (float64); in one process
+    ``values`` as given. For the figures a model derives from all its training ratings (their
+    count, per-movie sums, ratings per user) where each replica holds only its shard."""
+    replicas = _REPLICAS.get()
+    return values if replicas is None else replicas.total(np.asarray(values, dtype=np.float64))
+
+
+def training_mean(values: np.ndarray) -> float:
+    """The mean of ``values`` (one per training rating) over every replica's shard; in one process
+    ``values.mean()`` itself (in its own dtype, so results stay those of earlier releases)."""
+    replicas = _REPLICAS.get()
+    if replicas is None:
+        return float(values.mean())
+    total, count = replicas.total(np.array([values.sum(dtype=np.float64), len(values)]))
+    return float(total / count) if count else math.nan
+
+
+def gathered(values: np.ndarray) -> np.ndarray:
+    """Every replica's ``values`` (1-d) concatenated; in one process ``values`` as given."""
+    replicas = _REPLICAS.get()
+    return values if replicas is None else replicas.gather(np.asarray(values))
+
+
+def replica_generator(generator: torch.Generator) -> torch.Generator:
+    """``generator`` itself in one process; under data-parallel training, a generator of this
+    replica's own, seeded from one draw of ``generator`` (the same on every replica) and the
+    replica's rank, so replicas shuffle their shards and draw negatives and dropout masks
+    independently rather than in lockstep (the same positions of the same stream on every one)."""
+    replicas = _REPLICAS.get()
+    if replicas is None:
+        return generator
+    drawn = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    seed = int(np.random.SeedSequence([drawn, int(replicas.rank)]).generate_state(1, np.uint64)[0])
+    return torch.Generator(device=generator.device).manual_seed(seed)
 
 
 def start_replicas(replicas: Replicas, tensors: Sequence[torch.Tensor]) -> None:
@@ -208,17 +253,18 @@ def _make_optimizer(
     raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 
-def _mean_over_batches(
+def _sum_over_batches(
     batch_loss: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
     tensors: Sequence[torch.Tensor],
     batch_size: int,
-) -> float:
+) -> tuple[float, int]:
+    """(the loss summed over the rows of ``tensors``, their count), a batch at a time."""
     n = len(tensors[0])
     total = 0.0
     for start in range(0, n, batch_size):
         batch = tuple(t[start : start + batch_size] for t in tensors)
         total += float(batch_loss(batch)) * len(batch[0])
-    return total / max(1, n)
+    return total, n
 
 
 def train_minibatch(
@@ -268,10 +314,18 @@ def train_minibatch(
     if batch_size < 1 or epochs < 1:
         raise ConfigError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
     replicas = _REPLICAS.get()
-    if replicas is not None:  # data-parallel: this process trains on its shard of the rows
-        train = replicas.shard(train)
-        batch_size = replicas.batch_size(batch_size)
+    # With early stopping every replica holds a validation part (carved from its shard): their
+    # losses are put together, so every replica stops at the same epoch on the same figure.
+    shared_valid = replicas is not None and early_stopping is not None
+    if replicas is not None:  # data-parallel: ``train`` is this process's shard of the rows
+        rows = len(train[0])
+        if batch_size >= replicas.reduce_sum(0.0, rows)[1]:
+            batch_size = max(rows, 1)  # full batch: one step a replica, each on its whole shard
+        else:
+            train = replicas.shard(train)
+            batch_size = replicas.batch_size(batch_size)
         replicas.start(module)
+        generator = replica_generator(generator)
     opt = _make_optimizer(optimizer, module.parameters(), learning_rate, weight_decay, momentum)
     scheduler = _make_scheduler(opt, lr_schedule, epochs)
     n = len(train[0])
@@ -301,11 +355,15 @@ def train_minibatch(
             "train_loss": total / max(1, count),
             "lr": opt.param_groups[0]["lr"],
         }
-        if valid is not None and len(valid[0]):
+        if valid is not None and (len(valid[0]) or shared_valid):
             module.eval()
             with torch.no_grad():
-                record["valid_loss"] = _mean_over_batches(batch_loss, valid, max(batch_size, 8192))
-                if valid_metrics is not None:
+                total, count = _sum_over_batches(batch_loss, valid, max(batch_size, 8192))
+                if shared_valid:
+                    total, count = replicas.reduce_sum(total, count)
+                if count:
+                    record["valid_loss"] = total / count
+                if valid_metrics is not None and len(valid[0]):
                     record.update(valid_metrics(valid))
         if scheduler is not None:
             scheduler.step()

@@ -19,7 +19,15 @@ from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.interactions import check_interaction_params
 from movierec.models.core.memory import TORCH_BYTES
 from movierec.models.core.recommender import Callback
-from movierec.models.core.train import Replicas, current_replicas, record_epoch, start_replicas
+from movierec.models.core.train import (
+    Replicas,
+    current_replicas,
+    record_epoch,
+    replica_generator,
+    start_replicas,
+    summed,
+    training_mean,
+)
 from movierec.models.ranking.factors import ImplicitFactors
 
 __all__ = ["BPR"]
@@ -106,7 +114,8 @@ class BPR(ImplicitFactors):
         keys = rows * n_items + interactions.indices
         users = torch.as_tensor(rows)
         items = torch.as_tensor(interactions.indices.astype(np.int64))
-        scale = float(interactions.data.mean()) if interactions.nnz else 1.0
+        # over every replica's shard when several processes train (`summed`, `training_mean`)
+        scale = training_mean(interactions.data) if summed(np.array([interactions.nnz]))[0] else 1.0
         weights = torch.as_tensor(interactions.data / np.float32(scale), dtype=torch.float32)
         generator = torch.Generator().manual_seed(int(self.random_state))
         k = int(self.factors)
@@ -114,14 +123,19 @@ class BPR(ImplicitFactors):
         y = torch.randn(n_items, k, generator=generator) * 0.1
         bias = torch.zeros(n_items)
         lr, reg, size = float(self.learning_rate), float(self.reg), int(self.batch_size)
-        n = len(keys)
+        count = len(keys)
         history: list[dict[str, float]] = []
-        # Data-parallel (`current_replicas`): every replica draws the epoch (order and negatives)
-        # from the shared seed as one process does, computes the steps of its share of each batch,
-        # and applies every replica's steps: their sum is the single-process step.
+        # Data-parallel (`current_replicas`): every replica holds all the interactions of its users
+        # (so it draws their negatives alone) and steps on its shard, padded to the longest, in its
+        # share of each batch; every replica applies every replica's steps.
         replicas = current_replicas()
         if replicas is not None:
             start_replicas(replicas, [x, y, bias])
+            users, items, weights = replicas.shard((users, items, weights))
+            size = replicas.batch_size(size)
+            count = replicas.reduce_sum(0.0, count)[1]
+            generator = replica_generator(generator)
+        n = len(users)
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
             order = torch.randperm(n, generator=generator)
@@ -133,9 +147,6 @@ class BPR(ImplicitFactors):
             for first in range(0, n, size):
                 bu, bw = u[first : first + size], w[first : first + size]
                 bi, bj = i[first : first + size], j[first : first + size]
-                if replicas is not None:
-                    share = replicas.batch_share(len(bu))
-                    bu, bw, bi, bj = bu[share], bw[share], bi[share], bj[share]
                 both = torch.cat([bi, bj])  # positives, negatives
                 m = len(bu)
                 xu, yy, bb = x.index_select(0, bu), y.index_select(0, both), bias.index_select(0, both)
@@ -160,7 +171,7 @@ class BPR(ImplicitFactors):
                 raise ConfigError(f"BPR diverged at epoch {epoch}: lower learning_rate "
                                   f"(got {self.learning_rate!r})")
             record_epoch(history, {"epoch": epoch, "epochs": self.epochs,
-                                    "train_log_likelihood": float(log_likelihood) / max(n, 1),
+                                    "train_log_likelihood": float(log_likelihood) / max(count, 1),
                                     "seconds": time.perf_counter() - start}, callback)
         self.user_factors_ = x.numpy()
         self.item_factors_ = y.numpy()

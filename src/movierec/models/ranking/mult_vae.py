@@ -254,7 +254,7 @@ class MultVAE(Recommender):
                     updates[0] += 1
                 return (multinomial_nll(logits, x) + weight * gaussian_kl(mu, logvar)).mean()
 
-            valid_rows = self._valid_relevant(valid)
+            valid_rows = self._valid_relevant(valid, train)
             self.history_: list[dict[str, Any]] = []
 
             def on_epoch(event: str, record: dict[str, Any]) -> None:
@@ -265,7 +265,10 @@ class MultVAE(Recommender):
                 if callback is not None:
                     callback(event, dict(record))
 
-            train_minibatch(net, batch_loss, (torch.arange(n_users, device=device),),
+            # the users with training ratings (every user of a split's train; under data-parallel
+            # training, those of this replica's shard)
+            users = torch.as_tensor(np.flatnonzero(train.user_counts), device=device)
+            train_minibatch(net, batch_loss, (users,),
                             epochs=int(self.epochs), batch_size=int(self.batch_size),
                             learning_rate=float(self.learning_rate), generator=generator,
                             weight_decay=float(self.reg), callback=on_epoch)
@@ -284,13 +287,16 @@ class MultVAE(Recommender):
         return int(TORCH_BYTES + AUTOGRAD_BYTES + trained_table_bytes(params, 2) + dense + batch
                    + 3 * csr_bytes(n_users, n_ratings))
 
-    def _valid_relevant(self, valid: Ratings | None) -> tuple[np.ndarray, sp.csr_matrix] | None:
-        """(known user indices, their valid movies as a users x movies CSR) for reporting."""
+    def _valid_relevant(self, valid: Ratings | None, train: Ratings
+                        ) -> tuple[np.ndarray, sp.csr_matrix] | None:
+        """(indices of the users with training ratings here, their valid movies as a users x movies
+        CSR) for reporting; under data-parallel training, rank 0's users only."""
         if valid is None:
             return None
         users = self.users_.indices(valid.user_ids, missing="mask")
         items = self.items_.indices(valid.item_ids, missing="mask")
         keep = (users >= 0) & (items >= 0)
+        keep[keep] = train.user_counts[users[keep]] > 0
         if not keep.any():
             return None
         known, row = np.unique(users[keep], return_inverse=True)

@@ -53,7 +53,9 @@ from movierec.models.core.train import (
     check_schedule,
     record_epoch,
     resolve_device,
+    summed,
     train_minibatch,
+    training_mean,
 )
 
 __all__ = ["BiasedFactors", "BiasedMFSGD", "FactorModule", "GradientMF", "rmse", "valid_tensors"]
@@ -280,8 +282,8 @@ class GradientMF(BiasedFactors):
         users = module.users.detach().cpu().numpy().copy()
         items = module.items.detach().cpu().numpy().copy()
         # ids in the vocabularies without a training rating keep nothing of their random start
-        users[train.user_counts == 0] = 0.0
-        items[train.item_counts == 0] = 0.0
+        users[summed(train.user_counts) == 0] = 0.0
+        items[summed(train.item_counts) == 0] = 0.0
         self.global_mean_ = float(module.mu)
         self.user_factors_, self.user_bias_ = users[:, :-1].copy(), users[:, -1].copy()
         self.item_factors_, self.item_bias_ = items[:, :-1].copy(), items[:, -1].copy()
@@ -343,7 +345,7 @@ class BiasedMFSGD(GradientMF):
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
-        mu = float(train.rating.astype(np.float64).mean())
+        mu = training_mean(train.rating.astype(np.float64))
         module = FactorModule(train.n_users, train.n_items, int(self.factors), float(self.init_std),
                                mu, generator).to(device)
         rows = (torch.as_tensor(train.user_index.astype(np.int64), device=device),

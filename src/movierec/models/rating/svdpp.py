@@ -13,7 +13,7 @@ from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_number
 from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback
-from movierec.models.core.train import resolve_device
+from movierec.models.core.train import resolve_device, summed, training_mean
 from movierec.models.rating.mf import FactorModule, GradientMF, valid_tensors
 
 __all__ = ["SVDpp"]
@@ -77,7 +77,7 @@ class SVDpp(GradientMF):
     def _fit(self, train: Ratings, valid: Ratings | None, callback: Callback | None) -> None:
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
-        mu = float(train.rating.astype(np.float64).mean())
+        mu = training_mean(train.rating.astype(np.float64))
         k = int(self.factors)
         module = FactorModule(train.n_users, train.n_items, k, float(self.init_std), mu, generator,
                                implicit=True).to(device)
@@ -127,13 +127,18 @@ class SVDpp(GradientMF):
         rows = (torch.as_tensor(train.user_index.astype(np.int64), device=device),
                 torch.as_tensor(train.item_index.astype(np.int64), device=device),
                 torch.as_tensor(train.rating.astype(np.float32), device=device))
-        self._train(module, batch_loss, rows, sse, valid_tensors(self, valid, device), valid_rmse,
-                    generator, callback)
+        checked = valid_tensors(self, valid, device)
+        if checked is not None:  # users whose N(u) is here (under data-parallel training, a shard's)
+            here = torch.index_select(counts, 0, checked[0]) > 0
+            checked = tuple(t[here] for t in checked)
+        self._train(module, batch_loss, rows, sse, checked, valid_rmse, generator, callback)
         self._keep(module, train)
         with torch.no_grad():
             self.implicit_factors_ = module.implicit.detach().cpu().numpy().copy()
             everyone = torch.arange(train.n_users, device=device)
-            self.user_implicit_ = implicit_sums(everyone, indptr[:-1], rated).cpu().numpy()
+            # a user's sum where its ratings are: the other shards' rows of it are empty (zeros)
+            self.user_implicit_ = summed(implicit_sums(everyone, indptr[:-1], rated).cpu().numpy()
+                                         ).astype(np.float32)
 
     def estimate_fit_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         """`BiasedMFSGD`'s tensors plus the implicit movie table and each user's rated movies."""
