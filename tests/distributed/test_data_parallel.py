@@ -211,3 +211,70 @@ def test_ratings_that_cannot_be_cut_for_every_rank_stop_every_rank_in_one_line(t
         lines = rank.err.strip().splitlines()
         assert len(lines) == 1 and "cannot be cut into 3 shards" in lines[0], rank.err
     assert not (tmp_path / "m").exists()
+
+
+# Shards that differ in kind, on two gloo processes through `fit_distributed`: rank 0's users rate in
+# whole stars and rank 1's in half stars (rank 0 alone lacks half the rating-classifier's levels), and
+# rank 1's users rate below 3 only (BPR with min_rating 3 has no interactions there).
+SHARDS = """
+import json, os, sys, numpy as np, torch, torch.distributed as dist
+from movierec.data.dataset import Ratings, Vocabulary
+from movierec.distributed.group import Group
+from movierec.distributed.run import fit_distributed
+from movierec.errors import DataError
+from movierec.models.registry import create_model
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo", rank=rank, world_size=2)
+group = Group(rank, 2, rank, "gloo", torch.device("cpu"), 60.0)
+train = None
+if rank == 0:
+    rng = np.random.default_rng(0)
+    users, items = np.divmod(np.arange(40 * 30), 30)
+    keep = rng.random(len(users)) < 0.5
+    users, items = users[keep], items[keep]
+    whole = rng.integers(1, 6, len(users)).astype(np.float32)
+    low = rng.choice([1.0, 1.5, 2.0, 2.5], len(users)).astype(np.float32)
+    rating = np.where(users < 20, whole, low)
+    train = Ratings(Vocabulary(np.arange(40)), Vocabulary(np.arange(30)), users, items, rating,
+                    scale=(0.5, 5.0))
+out = {}
+for name, params in (("rating-classifier", {"epochs": 2}), ("biased-mf-sgd", {"epochs": 2}),
+                     ("bpr", {"epochs": 2, "min_rating": 3.0})):
+    model = create_model(name, **params)
+    try:
+        fit_distributed(model, train, group)
+    except DataError as exc:
+        out[name] = "error: " + str(exc)
+        continue
+    if rank == 0 and name == "rating-classifier":
+        bias = model._state()
+        out[name] = {"levels": model.levels_.tolist(), "history": len(model.history_),
+                     "finite": bool(all(np.isfinite(v).all() for v in bias.values()))}
+    elif rank == 0:
+        out[name] = {"history": len(model.history_),
+                     "seen": int(model.seen_.nnz) == len(train)}
+print(json.dumps(out))
+dist.destroy_process_group()
+"""
+
+
+def test_global_figures_come_from_every_shard_and_an_empty_shard_stops_every_rank():
+    port = str(free_port())
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", SHARDS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": port, "OMP_NUM_THREADS": "1",
+             "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])})
+        for rank in range(2)]
+    outs = [proc.communicate(timeout=180) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outs]
+    first, second = (json.loads(out) for out, _ in outs)
+    # the levels of both shards, and rank 0's start is finite (a level it lacks is not log(0))
+    classifier = first["rating-classifier"]
+    assert classifier["levels"] == [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
+    assert classifier["finite"] and classifier["history"] == 2
+    # rank 0 ends with its history and the whole ratings' seen matrix
+    assert first["biased-mf-sgd"] == {"history": 2, "seen": True}
+    # rank 1 has no interaction of 3 stars or more: both ranks stop with the same line
+    assert first["bpr"] == second["bpr"]
+    assert first["bpr"].startswith("error: a shard of the 2 ranks holds no training rows")

@@ -123,14 +123,16 @@ class GradientReplicas:
 
     def shard(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         n = len(tensors[0])
-        longest = torch.tensor([n], dtype=torch.int64, device=self.group.device)
-        dist.all_reduce(longest, op=dist.ReduceOp.MAX)
-        size = int(longest.item())
+        # the longest shard and (negated) the shortest, in one exchange: every rank learns both
+        extremes = torch.tensor([n, -n], dtype=torch.int64, device=self.group.device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        size, shortest = int(extremes[0]), -int(extremes[1])
+        if shortest == 0:  # raised on every rank alike, so none waits for the others
+            raise DataError(f"a shard of the {self.group.world_size} ranks holds no training rows "
+                            f"(its users' ratings all below min_rating, or too few ratings); use "
+                            f"fewer processes")
         if size == n:
             return tuple(tensors)
-        if n == 0:
-            raise DataError(f"rank {self.group.rank} of {self.group.world_size} got no training rows "
-                            f"to step on (another holds {size}): use fewer processes for these ratings")
         index = torch.as_tensor(padded_rows(n, size))
         return tuple(t.index_select(0, index.to(t.device)) for t in tensors)
 

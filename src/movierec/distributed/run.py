@@ -45,7 +45,10 @@ def adopt_whole_ratings(model: Recommender, train: Ratings) -> None:
     model.seen_ = train.csr
     for cached in ("_facts", "retriever"):  # built for the shard's arrays, if anything built them
         model.__dict__.pop(cached, None)
+    history = model.__dict__.get("history_")  # some models' _set_state clears it (a loaded model)
     model._set_state(model._state())
+    if history is not None:
+        model.history_ = history  # type: ignore[attr-defined]
 
 
 def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, valid: Ratings | None = None,

@@ -17,7 +17,7 @@ from movierec.models.classic.shared import (
     softmax,
 )
 from movierec.models.classic.tower import EmbeddingTower, TowerRecommender
-from movierec.models.core.train import gathered
+from movierec.models.core.train import gathered, summed
 
 __all__ = ["RatingClassifier"]
 
@@ -81,7 +81,8 @@ class RatingClassifier(TowerRecommender):
         return probs / len(out)
 
     def _init_output(self, module: EmbeddingTower, train: Ratings) -> None:
-        counts = np.bincount(self._targets(train.rating).numpy(), minlength=len(self.levels_))
+        # over every replica's shard (`summed`): a level one shard lacks would start at log(0)
+        counts = summed(np.bincount(self._targets(train.rating).numpy(), minlength=len(self.levels_)))
         with torch.no_grad():
             module.layers[-1].bias.copy_(torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32))
 

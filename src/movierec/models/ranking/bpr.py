@@ -68,9 +68,10 @@ class BPR(ImplicitFactors):
         random_state: seed of the initial factors (normal, std 0.1), the visiting order and the
             negatives.
 
-    Data-parallel training (`movierec.distributed`): every replica draws the epoch's order and
-    negatives from the seed, computes the steps of its share of each batch and applies every
-    replica's steps, so the model is the single-process one up to the order of float sums.
+    Data-parallel training (`movierec.distributed`): every replica holds all the interactions of a
+    block of users, shuffles them and draws their negatives from a stream of its own, computes the
+    steps of its share of each batch and applies every replica's steps; the model is another
+    seed's, not the single-process one.
     """
 
     name = "bpr"

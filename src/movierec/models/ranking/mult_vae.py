@@ -72,8 +72,10 @@ from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, csr_bytes, 
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.topk import top_k
 from movierec.models.core.train import (
+    current_replicas,
     load_module_arrays,
     module_arrays,
+    replica_generator,
     resolve_device,
     torch_threads,
     train_minibatch,
@@ -228,6 +230,7 @@ class MultVAE(Recommender):
         # dropout and noise are drawn where the tensors live; on a GPU that needs its own generator
         noise_generator = generator if device.type == "cpu" else torch.Generator(
             device=device).manual_seed(int(self.random_state) + 1)
+        noise_generator = replica_generator(noise_generator)  # each replica its own masks and noise
         interactions = interaction_matrix(self.seen_, self.min_rating, self.weighting)
         n_users, n_items = interactions.shape
         with torch_threads(self.threads):
@@ -265,9 +268,10 @@ class MultVAE(Recommender):
                 if callback is not None:
                     callback(event, dict(record))
 
-            # the users with training ratings (every user of a split's train; under data-parallel
-            # training, those of this replica's shard)
-            users = torch.as_tensor(np.flatnonzero(train.user_counts), device=device)
+            # under data-parallel training, the users of this replica's shard
+            sharded = current_replicas() is not None
+            users = torch.as_tensor(np.flatnonzero(train.user_counts), device=device) if sharded \
+                else torch.arange(n_users, device=device)
             train_minibatch(net, batch_loss, (users,),
                             epochs=int(self.epochs), batch_size=int(self.batch_size),
                             learning_rate=float(self.learning_rate), generator=generator,
@@ -296,7 +300,8 @@ class MultVAE(Recommender):
         users = self.users_.indices(valid.user_ids, missing="mask")
         items = self.items_.indices(valid.item_ids, missing="mask")
         keep = (users >= 0) & (items >= 0)
-        keep[keep] = train.user_counts[users[keep]] > 0
+        if current_replicas() is not None:  # a replica's own users: the others' rows are not here
+            keep[keep] = train.user_counts[users[keep]] > 0
         if not keep.any():
             return None
         known, row = np.unique(users[keep], return_inverse=True)

@@ -13,7 +13,7 @@ from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_number
 from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_table_bytes
 from movierec.models.core.recommender import Callback
-from movierec.models.core.train import resolve_device, summed, training_mean
+from movierec.models.core.train import current_replicas, resolve_device, summed, training_mean
 from movierec.models.rating.mf import FactorModule, GradientMF, valid_tensors
 
 __all__ = ["SVDpp"]
@@ -128,7 +128,7 @@ class SVDpp(GradientMF):
                 torch.as_tensor(train.item_index.astype(np.int64), device=device),
                 torch.as_tensor(train.rating.astype(np.float32), device=device))
         checked = valid_tensors(self, valid, device)
-        if checked is not None:  # users whose N(u) is here (under data-parallel training, a shard's)
+        if checked is not None and current_replicas() is not None:  # users whose N(u) is here
             here = torch.index_select(counts, 0, checked[0]) > 0
             checked = tuple(t[here] for t in checked)
         self._train(module, batch_loss, rows, sse, checked, valid_rmse, generator, callback)
