@@ -219,13 +219,12 @@ def test_ratings_that_cannot_be_cut_for_every_rank_stop_every_rank_in_one_line(t
 SHARDS = """
 import json, os, sys, numpy as np, torch, torch.distributed as dist
 from movierec.data.dataset import Ratings, Vocabulary
-from movierec.distributed.group import Group
+from movierec.distributed.group import join_group, leave_group
 from movierec.distributed.run import fit_distributed
 from movierec.errors import DataError
 from movierec.models.registry import create_model
 rank = int(os.environ["RANK"])
-dist.init_process_group("gloo", rank=rank, world_size=2)
-group = Group(rank, 2, rank, "gloo", torch.device("cpu"), 60.0)
+group = join_group(60.0, device="cpu")
 train = None
 if rank == 0:
     rng = np.random.default_rng(0)
@@ -254,7 +253,7 @@ for name, params in (("rating-classifier", {"epochs": 2}), ("biased-mf-sgd", {"e
         out[name] = {"history": len(model.history_),
                      "seen": int(model.seen_.nnz) == len(train)}
 print(json.dumps(out))
-dist.destroy_process_group()
+leave_group()
 """
 
 

@@ -102,7 +102,7 @@ def test_user_blocks_and_padding_by_hand():
 @given(st.integers(0, 10_000), st.integers(1, 4))
 def test_rating_shards_hold_every_rating_of_their_users_once_in_file_order(seed, world):
     train = synthesize(40, 30, 500, seed=seed).ratings
-    shards = cut_ratings(train, world)
+    shards = list(cut_ratings(train, world))
     assert len(shards) == world and sum(len(s) for s in shards) == len(train)
     owner = np.full(train.n_users, -1)
     for rank, shard in enumerate(shards):

@@ -28,7 +28,7 @@ their untouched rows. dot-bias-sigmoid and BPR run their own loops over their sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,37 +57,39 @@ def combine_parts(parts: Sequence[tuple[torch.Tensor, torch.Tensor, int]], weigh
     return indices, torch.cat([values * (rows / total) for _, values, rows in parts])
 
 
-def cut_ratings(train: Ratings, world_size: int) -> list[Ratings]:
+def cut_ratings(train: Ratings, world_size: int) -> Iterator[Ratings]:
     """``train`` cut into ``world_size`` shards by blocks of users with about equal numbers of
     ratings (`rating_blocks`): shard r holds every rating of its users, in the file's order, with
-    the whole vocabularies (an index means the same movie and user in every shard).
+    the whole vocabularies (an index means the same movie and user in every shard). The shards are
+    made one at a time, as they are asked for.
 
     Raises:
         DataError: a shard would hold no rating (fewer ratings or users than processes, or one user
-            with more than a share).
+            with more than a share); raised before the first shard is made.
     """
     bounds = rating_blocks(train.user_counts, world_size)
     sizes = np.diff(np.concatenate([[0], np.cumsum(train.user_counts)])[bounds])
     if (sizes == 0).any():
         raise DataError(f"{len(train):,} ratings of {train.n_users:,} users cannot be cut into "
                         f"{world_size} shards that each hold ratings; use fewer processes")
-    block = np.searchsorted(bounds, train.user_index, side="right") - 1
-    order = np.argsort(block, kind="stable")  # every block's rows, in the file's order
+    # every block's rows, in the file's order: a stable sort of the rows by their user's block
+    order = np.argsort(np.searchsorted(bounds, train.user_index, side="right"), kind="stable")
+    return _shards(train, np.split(order, np.cumsum(sizes)[:-1]))
+
+
+def _shards(train: Ratings, blocks: list[np.ndarray]) -> Iterator[Ratings]:
     users = Vocabulary(train.users.ids, train.users.kind)  # without the lookups built on use
     items = Vocabulary(train.items.ids, train.items.kind)
-    shards = []
-    for rows in np.split(order, np.cumsum(sizes)[:-1]):
-        shards.append(Ratings(users, items, train.user_index[rows], train.item_index[rows],
-                              train.rating[rows],
-                              None if train.timestamp is None else train.timestamp[rows],
-                              train.scale))
-    return shards
+    for rows in blocks:
+        yield Ratings(users, items, train.user_index[rows], train.item_index[rows], train.rating[rows],
+                      None if train.timestamp is None else train.timestamp[rows], train.scale)
 
 
 def share_ratings(group: Group, train: Ratings | None) -> Ratings:
     """This rank's shard of the training ratings (`cut_ratings`): rank 0, which alone read them,
-    keeps its own and sends every other rank theirs; the others pass None and receive. So a rank
-    holds its users' ratings and the vocabularies, never the whole ratings.
+    sends every other rank theirs, one shard made and sent at a time, and keeps its own; the others
+    pass None and receive. So a rank holds its users' ratings and the vocabularies, never the whole
+    ratings (rank 0 holds them besides, having read them).
 
     Raises:
         DataError: the ratings cannot be cut into a shard per rank (on every rank).
@@ -102,16 +104,19 @@ def share_ratings(group: Group, train: Ratings | None) -> Ratings:
         return box[0]
     assert train is not None
     try:
-        shards: list[Any] = cut_ratings(train, group.world_size)
+        shards = cut_ratings(train, group.world_size)
     except DataError as exc:
-        shards = [str(exc)] * group.world_size
-    for rank in range(1, group.world_size):
+        line = str(exc)
+        for rank in range(1, group.world_size):  # every rank stops with the same line
+            guarded(group, "sending the training ratings",
+                    lambda rank=rank: dist.send_object_list([line], dst=rank))
+        raise
+    own = next(shards)
+    for rank, shard in enumerate(shards, start=1):
         guarded(group, "sending the training ratings",
-                lambda rank=rank: dist.send_object_list([shards[rank]], dst=rank))
-        shards[rank] = None  # sent: rank 0 keeps only its own
-    if isinstance(shards[0], str):
-        raise DataError(shards[0])
-    return shards[0]
+                lambda rank=rank, shard=shard: dist.send_object_list([shard], dst=rank))
+        del shard
+    return own
 
 
 class GradientReplicas:
