@@ -236,7 +236,18 @@ class MultVAE(Recommender):
         with torch_threads(self.threads):
             net = _VAENet(n_items, parse_hidden(self.hidden), int(self.latent), float(self.dropout),
                           generator).to(device)
-            if n_users * n_items <= _DENSE_CELLS:
+            sharded = current_replicas() is not None
+            if sharded and n_users * n_items <= _DENSE_CELLS:
+                # the rows of this replica's users only (the others' are empty here)
+                own = np.flatnonzero(train.user_counts)
+                dense = torch.as_tensor(interactions[own].toarray(), device=device)
+                position = np.full(n_users, -1, dtype=np.int64)
+                position[own] = np.arange(len(own))
+                at = torch.as_tensor(position, device=device)
+
+                def rows_of(users: torch.Tensor) -> torch.Tensor:
+                    return dense.index_select(0, at.index_select(0, users))
+            elif n_users * n_items <= _DENSE_CELLS:
                 dense = torch.as_tensor(interactions.toarray(), device=device)
 
                 def rows_of(users: torch.Tensor) -> torch.Tensor:
@@ -269,7 +280,6 @@ class MultVAE(Recommender):
                     callback(event, dict(record))
 
             # under data-parallel training, the users of this replica's shard
-            sharded = current_replicas() is not None
             users = torch.as_tensor(np.flatnonzero(train.user_counts), device=device) if sharded \
                 else torch.arange(n_users, device=device)
             train_minibatch(net, batch_loss, (users,),
