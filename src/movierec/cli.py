@@ -541,19 +541,12 @@ def _prepare(group: Any, model: Any, name: str, split: str, k: int, quiet: bool,
              data_dir: Path | None, movies: Path | None, *, whole_ok: bool = False
              ) -> tuple[Any, Any, Any, Any]:
     """(dataset, split, training ratings, this rank's shards or None) for train and evaluate, loaded
-    and split. In a distributed run every rank is checked to run the same job and only rank 0 reads
-    the data (the others get Nones and receive their shard when training starts): the sharded models
-    through `_load_sharded`. ``whole_ok``: split ``none`` trains on all the ratings (no split)."""
+    and split; in a distributed run through `_load_sharded`. ``whole_ok``: split ``none`` trains on
+    all the ratings (no split)."""
     from movierec.data.split import make_split
 
-    if _sharded(group, model.name):
-        return _load_sharded(group, model, name, split, k, quiet, mirror, data_dir, movies)
     if group is not None:
-        from movierec.distributed import same_everywhere
-
-        same_everywhere(group, "command", (model.name, model.get_params(), name, split, k))
-        if not group.is_main:
-            return None, None, None, None
+        return _load_sharded(group, model, name, split, k, quiet, mirror, data_dir, movies)
     dataset = _load(name, mirror, data_dir, movies, quiet)
     if whole_ok and split.strip().lower() == "none":
         train, split_obj = dataset.ratings, None
@@ -565,9 +558,12 @@ def _prepare(group: Any, model: Any, name: str, split: str, k: int, quiet: bool,
 
 def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: bool,
                   *where: Any) -> tuple[Any, Any, Any, Any]:
-    """A sharded model's data in a distributed run: rank 0 loads and splits (as one process does) and
-    shares the training matrix out (`movierec.distributed.sharded.share_training_data`), then drops its
-    ratings, keeping the test rows, the catalog and a `TrainSummary` in place of the training part.
+    """The data of a distributed run: every rank is checked to run the same job; rank 0 alone loads
+    and splits (as one process does) and shares the training data out (iALS and ALS:
+    `movierec.distributed.sharded.share_training_data`; the others: the ratings of a block of users
+    each, `movierec.distributed.data_parallel.share_ratings`), then drops its ratings, keeping the
+    test rows, the catalog, a `TrainSummary` in place of the training part and the ratings matrix
+    as a memory map.
 
     Returns (dataset name and catalog, the split with the summary as its train part or None, the
     summary, (this rank's shards, rank 0's memory-mapped ratings matrix)); the first three are None
@@ -577,11 +573,20 @@ def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: 
 
     from movierec.data.split import Split, make_split
     from movierec.distributed import same_everywhere
-    from movierec.distributed.sharded import TrainSummary, give_back_memory, share_training_data
+    from movierec.distributed.data_parallel import share_ratings
+    from movierec.distributed.sharded import (
+        TrainSummary,
+        give_back_memory,
+        mapped_copy,
+        share_training_data,
+    )
 
     same_everywhere(group, "command", (model.name, model.get_params(), name, split, k))
+    sharded = _sharded(group, model.name)
     if not group.is_main:
-        return None, None, None, share_training_data(group, model, None)
+        if sharded:
+            return None, None, None, share_training_data(group, model, None)
+        return None, None, None, (share_ratings(group, None), None)
     dataset = _load(name, *where, quiet)
     if split.strip().lower() == "none":
         train, test, recipe = dataset.ratings, None, "none"
@@ -590,7 +595,10 @@ def _load_sharded(group: Any, model: Any, name: str, split: str, k: int, quiet: 
         train, test, recipe = parts.train, parts.test, parts.recipe
         del parts
     summary = TrainSummary.of(train)
-    shards = share_training_data(group, model, train)
+    if sharded:
+        shards = share_training_data(group, model, train)
+    else:
+        shards = (share_ratings(group, train), mapped_copy(train.csr))
     loaded = _Loaded(dataset.name, dataset.catalog)
     del dataset, train  # the whole ratings: each rank now holds its shards
     give_back_memory()
@@ -625,33 +633,37 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = 
         start = time.perf_counter()
         if group is None:
             model.fit(train, valid=valid, callback=callback, catalog=catalog, max_memory=max_memory)
-        elif shards is not None:  # rank 0's train is the `TrainSummary` of what was shared out
+        elif _sharded(group, model.name):  # rank 0's train: the `TrainSummary` of what was shared
             from movierec.distributed.sharded import fit_sharded
 
             main = group.is_main
             fit_sharded(model, shards[0], group, summary=train if main else None, seen=shards[1],
                         valid=valid, callback=callback if main else None, catalog=catalog)
         else:
-            from movierec.distributed import fit_distributed
+            import torch.distributed as dist
 
-            # each rank holds a shard: the whole-data estimate would refuse runs that fit
-            fit_distributed(model, train, group, valid=valid, callback=callback, catalog=catalog)
+            from movierec.distributed import guarded
+            from movierec.distributed.run import fit_data_parallel
+
+            fit_data_parallel(model, shards[0], group, seen=shards[1], valid=valid, callback=callback,
+                              catalog=catalog)
+            guarded(group, "finishing training", dist.barrier)
     return time.perf_counter() - start, history
 
 
-def _serve_evaluation(group: Any, model: Any, shards: Any) -> None:
+def _serve_evaluation(group: Any, model: Any) -> None:
     """A rank > 0 after training a sharded model: rank its users for rank 0's evaluation."""
-    if shards is not None:
+    if _sharded(group, model.name):
         from movierec.distributed.sharded import serve_ranking
 
         serve_ranking(group, model)
 
 
 @contextmanager
-def _evaluation_across(group: Any, model: Any, shards: Any) -> Iterator[Any]:
+def _evaluation_across(group: Any, model: Any) -> Iterator[Any]:
     """Rank 0's ranker for `evaluate` (None: the model's own): with a sharded model every rank ranks
     its block of users; the other ranks are let go when the block ends, however it ends."""
-    if shards is None:
+    if not _sharded(group, model.name):
         yield None
         return
     from movierec.distributed.sharded import rank_across, stop_serving
@@ -707,10 +719,10 @@ def train_command(
                             catalog=dataset.catalog if dataset else None, max_memory=limit,
                             group=group, shards=shards)
     if helper:
-        _serve_evaluation(group, model, shards)
+        _serve_evaluation(group, model)
         return
     metrics: dict[str, float] = {}
-    with _evaluation_across(group, model, shards) as ranker:
+    with _evaluation_across(group, model) as ranker:
         if split_obj is not None:
             metrics = evaluate(model, split_obj, k=k, catalog=dataset.catalog, ranker=ranker).metrics
     dataset_label = Path(dataset.name).stem if Path(dataset.name).suffix else dataset.name
@@ -776,9 +788,9 @@ def evaluate_command(
     seconds, _ = _fit(model, train, as_json or helper, catalog=dataset.catalog if dataset else None,
                       max_memory=limit, group=group, shards=shards)
     if helper:
-        _serve_evaluation(group, model, shards)
+        _serve_evaluation(group, model)
         return
-    with _evaluation_across(group, model, shards) as ranker:
+    with _evaluation_across(group, model) as ranker:
         report = evaluate(model, split_obj, k=k, catalog=dataset.catalog, ranker=ranker)
     report.timings["fit_s"] = seconds
     if per_user is not None:

@@ -52,15 +52,15 @@ if record:  # write the sizes of the arrays this rank trains on
             json.dump(sizes, out)
         return fit(model, shards, group, **kwargs)
     sharded.fit_sharded = recording
-    import movierec.distributed.run as run
-    share = run.share_ratings
+    import movierec.distributed.data_parallel as data_parallel
+    share = data_parallel.share_ratings
     def sharing(group, train):  # a data-parallel rank's shard of the ratings
         shard = share(group, train)
         with open(f"{record}.{group.rank}", "w") as out:
             json.dump({"ratings": len(shard), "users": int((shard.user_counts > 0).sum()),
                        "given": None if train is None else len(train)}, out)
         return shard
-    run.share_ratings = sharing
+    data_parallel.share_ratings = sharing
     import movierec.cli as cli
     load = cli._load
     def loading(*args, **kwargs):  # which ranks read the data set

@@ -13,6 +13,7 @@ Rank 0 ends with the fitted model; the other ranks take part in the collectives 
 
 from __future__ import annotations
 
+import scipy.sparse as sp
 import torch.distributed as dist
 
 from movierec.data.dataset import Catalog, Ratings
@@ -23,7 +24,7 @@ from movierec.errors import ConfigError
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.core.train import training_replicas
 
-__all__ = ["COVERED", "adopt_whole_ratings", "check_covered", "fit_distributed"]
+__all__ = ["COVERED", "adopt_whole_ratings", "check_covered", "fit_data_parallel", "fit_distributed"]
 
 SHARDED = ("ials", "biased-mf-als")
 DATA_PARALLEL = ("mult-vae", "mean-normalized-mf", "biased-mf-sgd", "svdpp", "embedding-mlp",
@@ -38,17 +39,41 @@ def check_covered(model_name: str) -> None:
                           f"{', '.join(COVERED)}")
 
 
-def adopt_whole_ratings(model: Recommender, train: Ratings) -> None:
-    """Rank 0's model after a data-parallel fit on its shard: every user's seen movies from the whole
-    training ratings, and what the model derives from them (Mult-VAE's interaction rows), rebuilt as
-    loading its artifact rebuilds them, so the model is the one a single process would save."""
-    model.seen_ = train.csr
+def adopt_whole_ratings(model: Recommender, seen: sp.csr_matrix) -> None:
+    """Rank 0's model after a data-parallel fit on its shard: every user's seen movies (``seen``, the
+    whole training ratings' users x movies matrix), and what the model derives from them (Mult-VAE's
+    interaction rows), rebuilt as loading its artifact rebuilds them, so the model is the one a
+    single process would save."""
+    model.seen_ = seen
     for cached in ("_facts", "retriever"):  # built for the shard's arrays, if anything built them
         model.__dict__.pop(cached, None)
     history = model.__dict__.get("history_")  # some models' _set_state clears it (a loaded model)
     model._set_state(model._state())
     if history is not None:
         model.history_ = history  # type: ignore[attr-defined]
+
+
+def fit_data_parallel(model: Recommender, shard: Ratings, group: Group, *,
+                      seen: sp.csr_matrix | None = None, valid: Ratings | None = None,
+                      callback: Callback | None = None, catalog: Catalog | None = None) -> None:
+    """Fit a data-parallel model on this rank's ``shard`` (`share_ratings`), every rank at once; on
+    rank 0 the model then adopts ``seen``, the whole training ratings' users x movies matrix (a
+    memory map will do). ``valid``, ``callback`` and ``catalog`` serve rank 0 only."""
+    main = group.is_main
+    before = model.get_params()
+    if "device" in before:  # every replica computes where its rank's collectives run
+        model.device = str(group.device)  # type: ignore[attr-defined]
+    try:
+        with training_replicas(GradientReplicas(group)):
+            guarded(group, f"training {model.name}", lambda: model.fit(
+                shard, valid=valid if main else None, callback=callback if main else None,
+                catalog=catalog if main else None))
+    finally:
+        if "device" in before:
+            model.device = before["device"]  # type: ignore[attr-defined]
+    if main:
+        assert seen is not None
+        adopt_whole_ratings(model, seen)
 
 
 def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, valid: Ratings | None = None,
@@ -75,20 +100,7 @@ def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, 
                     catalog=catalog)
     else:
         shard = share_ratings(group, train if main else None)
-        before = model.get_params()
-        if "device" in before:  # every replica computes where its rank's collectives run
-            model.device = str(group.device)  # type: ignore[attr-defined]
-        try:
-            with training_replicas(GradientReplicas(group)):
-                guarded(group, f"training {model.name}", lambda: model.fit(
-                    shard, valid=valid if main else None, callback=callback if main else None,
-                    catalog=catalog if main else None))
-        finally:
-            if "device" in before:
-                model.device = before["device"]  # type: ignore[attr-defined]
-        del shard
-        if main:
-            assert train is not None
-            adopt_whole_ratings(model, train)
+        fit_data_parallel(model, shard, group, seen=train.csr if train is not None and main else None,
+                          valid=valid, callback=callback, catalog=catalog)
     guarded(group, "finishing training", dist.barrier)
     return model

@@ -35,7 +35,7 @@ from movierec.distributed.solvers import TrainShards, solve_als, solve_ials
 from movierec.models.core.recommender import Callback, Recommender
 from movierec.models.rating.mf import valid_tensors
 
-__all__ = ["TrainSummary", "cut_shards", "fit_sharded", "give_back_memory", "rank_across",
+__all__ = ["TrainSummary", "cut_shards", "fit_sharded", "give_back_memory", "mapped_copy", "rank_across",
            "row_block", "serve_ranking", "share_training_data", "stop_serving", "write_training_data"]
 
 _PARTS = ("indptr", "indices", "data")
@@ -85,6 +85,17 @@ def _mapped(folder: Path, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     """The saved matrix over memory maps of its files: nothing is read until it is used."""
     indptr, indices, data = (np.load(folder / f"{name}.{part}.npy", mmap_mode="r") for part in _PARTS)
     return sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
+
+
+def mapped_copy(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` saved into a temporary folder and mapped back, the folder removed at once (the maps
+    outlive their files): rank 0 keeps the whole ratings matrix this way while the ranks train, its
+    pages read from the page cache when the artifact is saved or the evaluation needs them."""
+    folder = Path(tempfile.mkdtemp(prefix="movierec-seen-"))
+    try:
+        return _mapped(folder, "seen", _save(folder, "seen", matrix))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_training_data(model: Recommender, train: Ratings, folder: Path
