@@ -80,7 +80,7 @@ def test_unweighted_pieces_are_summed_as_given():
 # The collective itself, on two gloo processes: rank 0 holds 3 entries, rank 1 one (the gather pads).
 RANKS = """
 import json, os, torch, torch.distributed as dist
-from movierec.distributed.group import Group
+from movierec.distributed.group import Group, leave_group
 from movierec.distributed.data_parallel import GradientReplicas
 rank = int(os.environ["RANK"])
 dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -99,22 +99,26 @@ print(json.dumps({"indices": weighted[0].tolist(), "dtype": str(weighted[0].dtyp
                   "shard": shard.tolist(),
                   "total": replicas.total(np.array([1.5, rank])).tolist(),
                   "gather": replicas.gather(np.arange(rank + 1)).tolist()}))
-dist.destroy_process_group()
+leave_group()
 """
 
 
-def test_the_combine_collective_on_two_processes_gives_every_rank_the_same_pieces():
+def two_ranks(script: str, timeout: float = 180) -> list[Any]:
+    """Run ``script`` as ranks 0 and 1 of a gloo launch; each rank's printed JSON, in rank order."""
     port = str(free_port())
     procs = [subprocess.Popen(
-        [sys.executable, "-c", RANKS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
              "MASTER_PORT": port, "OMP_NUM_THREADS": "1",
              "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])})
         for rank in range(2)]
-    outs = [proc.communicate(timeout=120) for proc in procs]
+    outs = [proc.communicate(timeout=timeout) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outs]
-    results = [json.loads(out) for out, _ in outs]
-    for rank, result in enumerate(results):
+    return [json.loads(out) for out, _ in outs]
+
+
+def test_the_combine_collective_on_two_processes_gives_every_rank_the_same_pieces():
+    for rank, result in enumerate(two_ranks(RANKS)):
         assert result["indices"] == [4, 0, 4, 7] and result["dtype"] == "torch.int64"
         # rank 0's values x 3/4, rank 1's x 1/4 (exact in binary)
         assert result["weighted"] == [[0.75, 1.5], [2.25, 3.0], [3.75, 4.5], [2.5, 5.0]]
@@ -258,16 +262,7 @@ leave_group()
 
 
 def test_global_figures_come_from_every_shard_and_an_empty_shard_stops_every_rank():
-    port = str(free_port())
-    procs = [subprocess.Popen(
-        [sys.executable, "-c", SHARDS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": port, "OMP_NUM_THREADS": "1",
-             "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])})
-        for rank in range(2)]
-    outs = [proc.communicate(timeout=180) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outs]
-    first, second = (json.loads(out) for out, _ in outs)
+    first, second = two_ranks(SHARDS)
     # the levels of both shards, and rank 0's start is finite (a level it lacks is not log(0))
     classifier = first["rating-classifier"]
     assert classifier["levels"] == [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
