@@ -2,8 +2,9 @@
 up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), without torchrun's own agent, so a test
 sees each rank's exit code and stderr.
 
-``die_after``: rank -> n makes that rank's process exit abruptly (os._exit, as a killed process) at its
-n-th call of the named solver function, i.e. in the middle of training. ``record_shards``: a path;
+``die_after``: rank -> "NAME:n" makes that rank's process exit abruptly (os._exit, as a killed process)
+at its n-th call of the named solver function (or ``Class.method`` of
+`movierec.distributed.data_parallel`), i.e. in the middle of training. ``record_shards``: a path;
 every rank writes the sizes of the shards it trains on to PATH.RANK (JSON), and a rank that loads
 the data set touches PATH.RANK.loaded.
 """
@@ -30,15 +31,20 @@ BOOT = """
 import os, sys
 die = os.environ.get("TEST_DIE_AFTER")
 if die:
+    import movierec.distributed.data_parallel as data_parallel
     import movierec.distributed.solvers as solvers
     name, count = die.split(":")
-    original, calls = getattr(solvers, name), [0]
+    owner = solvers
+    if "." in name:  # a method of a data_parallel class, e.g. GradientReplicas.reduce_gradients
+        klass, name = name.split(".")
+        owner = getattr(data_parallel, klass)
+    original, calls = getattr(owner, name), [0]
     def dying(*args, **kwargs):
         calls[0] += 1
         if calls[0] >= int(count):
             os._exit(17)
         return original(*args, **kwargs)
-    setattr(solvers, name, dying)
+    setattr(owner, name, dying)
 record = os.environ.get("TEST_RECORD_SHARDS")
 if record:  # write the sizes of the arrays this rank trains on
     import json

@@ -291,3 +291,20 @@ def test_two_process_svdpp_within_0005_rmse(small):
     args = ["evaluate", *data_args(small), "-m", "svdpp"]
     two, one = two_processes(*args)["metrics"], single(*args)["metrics"]
     assert abs(two["rmse"] - one["rmse"]) <= 0.005, (two["rmse"], one["rmse"])
+
+
+def test_a_data_parallel_rank_that_dies_mid_epoch_fails_the_run_in_one_line_and_writes_nothing(
+        small, tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    ranks = launch(["train", *data_args(small), "-m", "biased-mf-sgd", "-p", "epochs=5",
+                    "--distributed", "--dist-timeout", "20", "--json", "-o", str(target)],
+                   die_after={1: "GradientReplicas.reduce_gradients:3"})  # in its first epoch
+    assert ranks[1].code == 17
+    assert ranks[0].code == 2, ranks[0].err
+    lines = ranks[0].err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: training biased-mf-sgd failed on rank 0 of 2: another rank stopped"), ranks[0].err
+    assert "no model was written" in lines[0] and ranks[0].out == ""
+    # no artifact, no temporary folder or map of ours (torch keeps its compile cache there)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("torchinductor")] == []
