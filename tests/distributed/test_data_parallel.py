@@ -256,6 +256,8 @@ for name, params in (("rating-classifier", {"epochs": 2}), ("biased-mf-sgd", {"e
     elif rank == 0:
         out[name] = {"history": len(model.history_),
                      "seen": int(model.seen_.nnz) == len(train)}
+    if name == "biased-mf-sgd":  # every rank's record of the epochs' training error
+        out["train_rmse"] = [record["train_rmse"] for record in model.history_]
 print(json.dumps(out))
 leave_group()
 """
@@ -267,8 +269,10 @@ def test_global_figures_come_from_every_shard_and_an_empty_shard_stops_every_ran
     classifier = first["rating-classifier"]
     assert classifier["levels"] == [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
     assert classifier["finite"] and classifier["history"] == 2
-    # rank 0 ends with its history and the whole ratings' seen matrix
+    # rank 0 ends with its history and the whole ratings' seen matrix; the epochs' training error
+    # is summed over both shards (the same figure on both ranks, not each rank's own)
     assert first["biased-mf-sgd"] == {"history": 2, "seen": True}
+    assert first["train_rmse"] == second["train_rmse"] and 0 < first["train_rmse"][-1] < 2
     # rank 1 has no interaction of 3 stars or more: both ranks stop with the same line
     assert first["bpr"] == second["bpr"]
     assert first["bpr"].startswith("error: a shard of the 2 ranks holds no training rows")

@@ -257,13 +257,15 @@ class GradientMF(BiasedFactors):
     def _train(self, module: nn.Module, batch_loss: Any, rows: tuple[torch.Tensor, ...],
                sse: torch.Tensor, valid_rows: tuple[torch.Tensor, ...] | None, valid_rmse: Any,
                generator: torch.Generator, callback: Callback | None) -> None:
-        """Run `train_minibatch`. Per epoch, ``train_rmse`` comes from the squared errors that
-        ``batch_loss`` adds to ``sse`` while it trains (the running figure Surprise and Keras report:
-        parameters move during the epoch), ``valid_rmse`` from the model at the epoch's end."""
+        """Run `train_minibatch`. Per epoch, ``train_rmse`` comes from the squared errors and rows
+        that ``batch_loss`` adds to ``sse`` while it trains (the running figure Surprise and Keras
+        report: parameters move during the epoch; under data-parallel training summed over the
+        replicas), ``valid_rmse`` from the model at the epoch's end."""
         history: list[dict[str, float]] = []
 
         def on_epoch(event: str, record: dict[str, Any]) -> None:
-            record["train_rmse"] = math.sqrt(float(sse) / len(rows[0]))
+            squared, count = summed(sse.cpu().numpy())
+            record["train_rmse"] = math.sqrt(squared / count) if count else math.nan
             sse.zero_()
             record_epoch(history, record, callback)
 
@@ -352,7 +354,7 @@ class BiasedMFSGD(GradientMF):
                 torch.as_tensor(train.item_index.astype(np.int64), device=device),
                 torch.as_tensor(train.rating.astype(np.float32), device=device))
         reg = float(self.reg)
-        sse = torch.zeros((), dtype=torch.float64, device=device)  # squared errors of the epoch
+        sse = torch.zeros(2, dtype=torch.float64, device=device)  # the epoch's squared errors, rows
 
         def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             users, items, rating = batch
@@ -361,7 +363,8 @@ class BiasedMFSGD(GradientMF):
             squared = (rating - module.score(u, i)) ** 2
             if not module.training:
                 return squared.mean()
-            sse.add_(squared.detach().sum())
+            sse[0] += squared.detach().sum()
+            sse[1] += squared.numel()
             # per rating: reg * (|p_u|^2 + b_u^2 + |q_i|^2 + b_i^2)
             return squared.mean() + reg * ((u * u).sum() + (i * i).sum()) / len(users)
 

@@ -87,7 +87,7 @@ class SVDpp(GradientMF):
         counts = indptr[1:] - indptr[:-1]
         norm = torch.where(counts > 0, counts.clamp(min=1).double().rsqrt(), 0.0).float()
         reg, implicit_reg = float(self.reg), float(self.implicit_reg)
-        sse = torch.zeros((), dtype=torch.float64, device=device)  # squared errors of the epoch
+        sse = torch.zeros(2, dtype=torch.float64, device=device)  # the epoch's squared errors, rows
 
         def rated_by(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             """N(u) of distinct ``users`` as embedding bags: (their counts, bag offsets, movies)."""
@@ -111,7 +111,8 @@ class SVDpp(GradientMF):
             squared = (truth - module.score(torch.index_select(user_rows, 0, inverse), i)) ** 2
             if not module.training:
                 return squared.mean()
-            sse.add_(squared.detach().sum())
+            sse[0] += squared.detach().sum()
+            sse[1] += squared.numel()
             # y_j's weight: how many of the batch's ratings come from users who rated j
             per_user = torch.bincount(inverse, minlength=len(distinct)).to(u.dtype)
             weight = torch.zeros(train.n_items, device=device).index_add_(
