@@ -640,14 +640,10 @@ def _fit(model: Any, train: Any, quiet: bool, valid: Any = None, catalog: Any = 
             fit_sharded(model, shards[0], group, summary=train if main else None, seen=shards[1],
                         valid=valid, callback=callback if main else None, catalog=catalog)
         else:
-            import torch.distributed as dist
-
-            from movierec.distributed import guarded
             from movierec.distributed.run import fit_data_parallel
 
             fit_data_parallel(model, shards[0], group, seen=shards[1], valid=valid, callback=callback,
                               catalog=catalog)
-            guarded(group, "finishing training", dist.barrier)
     return time.perf_counter() - start, history
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -251,3 +253,13 @@ def test_encoding_compact_ids_gives_int32_positions_in_sorted_order() -> None:
     assert index.dtype == np.int32 and index.tolist() == [2, 0, 2, 1, 0]
     vocabulary, index = _encode(np.array([5, 10**12]), "movie")  # not compact: sorted, int64
     assert vocabulary.ids.tolist() == [5, 10**12] and index.tolist() == [0, 1]
+
+
+def test_a_pickled_vocabulary_leaves_its_lookup_behind_and_builds_it_again():
+    vocab = Vocabulary(np.array([30, 10, 20]), "movie")
+    assert vocab.index(20) == 2  # builds the lookup
+    assert "_positions" in vocab.__dict__
+    copy = pickle.loads(pickle.dumps(vocab))
+    assert "_positions" not in copy.__dict__ and "_positions" in vocab.__dict__
+    assert copy == vocab and copy.kind == "movie"
+    assert copy.index(10) == 1 and copy.indices([30, 99], missing="mask").tolist() == [0, -1]

@@ -158,6 +158,10 @@ class Vocabulary:
             raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a pickled vocabulary (sent to another process) leaves its lookup, built again on use
+        return {key: value for key, value in self.__dict__.items() if key != "_positions"}
+
     @cached_property
     def _positions(self) -> dict[Any, int]:
         """Raw id (a Python int or str) -> index, built on first use."""

@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from movierec.data.dataset import Ratings, Vocabulary
+from movierec.data.dataset import Ratings
 from movierec.distributed.group import Group, guarded
 from movierec.distributed.shard import padded_rows, rating_blocks
 from movierec.errors import ConfigError, DataError
@@ -78,11 +78,8 @@ def cut_ratings(train: Ratings, world_size: int) -> Iterator[Ratings]:
 
 
 def _shards(train: Ratings, blocks: list[np.ndarray]) -> Iterator[Ratings]:
-    users = Vocabulary(train.users.ids, train.users.kind)  # without the lookups built on use
-    items = Vocabulary(train.items.ids, train.items.kind)
     for rows in blocks:
-        yield Ratings(users, items, train.user_index[rows], train.item_index[rows], train.rating[rows],
-                      None if train.timestamp is None else train.timestamp[rows], train.scale)
+        yield train.take(rows, reindex=False)
 
 
 def share_ratings(group: Group, train: Ratings | None) -> Ratings:
@@ -218,7 +215,5 @@ class GradientReplicas:
         return bool(flag.item() > 0)
 
     def reduce_sum(self, total: float, count: int) -> tuple[float, int]:
-        device = self.group.device
-        both = torch.tensor([float(total), float(count)], dtype=torch.float64, device=device)
-        dist.all_reduce(both)
+        both = self.total(np.array([float(total), float(count)]))
         return float(both[0]), round(float(both[1]))

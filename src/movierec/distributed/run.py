@@ -58,7 +58,8 @@ def fit_data_parallel(model: Recommender, shard: Ratings, group: Group, *,
                       callback: Callback | None = None, catalog: Catalog | None = None) -> None:
     """Fit a data-parallel model on this rank's ``shard`` (`share_ratings`), every rank at once; on
     rank 0 the model then adopts ``seen``, the whole training ratings' users x movies matrix (a
-    memory map will do). ``valid``, ``callback`` and ``catalog`` serve rank 0 only."""
+    memory map will do). Returns once every rank has finished. ``valid``, ``callback`` and
+    ``catalog`` serve rank 0 only."""
     main = group.is_main
     before = model.get_params()
     if "device" in before:  # every replica computes where its rank's collectives run
@@ -74,6 +75,7 @@ def fit_data_parallel(model: Recommender, shard: Ratings, group: Group, *,
     if main:
         assert seen is not None
         adopt_whole_ratings(model, seen)
+    guarded(group, "finishing training", dist.barrier)
 
 
 def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, valid: Ratings | None = None,
@@ -98,9 +100,9 @@ def fit_distributed(model: Recommender, train: Ratings | None, group: Group, *, 
         fit_sharded(model, shards, group, summary=TrainSummary.of(train) if main else None,
                     seen=seen, valid=valid if main else None, callback=callback if main else None,
                     catalog=catalog)
+        guarded(group, "finishing training", dist.barrier)
     else:
         shard = share_ratings(group, train if main else None)
         fit_data_parallel(model, shard, group, seen=train.csr if train is not None and main else None,
                           valid=valid, callback=callback, catalog=catalog)
-    guarded(group, "finishing training", dist.barrier)
     return model

@@ -26,7 +26,7 @@ from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_tab
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     current_replicas,
-    replica_generator,
+    replica_steps,
     resolve_device,
     start_replicas,
     torch_threads,
@@ -149,9 +149,9 @@ class DotBiasSigmoid(Recommender):
             replicas = current_replicas()
             if replicas is not None:
                 start_replicas(replicas, [table])
-                columns, step_targets = replicas.shard((pairs.T, targets))
-                step_pairs, size = columns.T, replicas.batch_size(size)
-                generator = replica_generator(generator)
+                (columns, step_targets), size, generator = replica_steps(
+                    replicas, (pairs.T, targets), size, generator)
+                step_pairs = columns.T
             n = len(step_targets)
             for epoch in range(1, self.epochs + 1):
                 start = time.perf_counter()

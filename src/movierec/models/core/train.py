@@ -37,6 +37,7 @@ __all__ = [
     "module_arrays",
     "record_epoch",
     "replica_generator",
+    "replica_steps",
     "resolve_device",
     "start_replicas",
     "summed",
@@ -191,6 +192,14 @@ def replica_generator(generator: torch.Generator) -> torch.Generator:
     return torch.Generator(device=generator.device).manual_seed(seed)
 
 
+def replica_steps(replicas: Replicas, tensors: Sequence[torch.Tensor], batch_size: int,
+                  generator: torch.Generator) -> tuple[tuple[torch.Tensor, ...], int, torch.Generator]:
+    """A replica's side of a data-parallel epoch loop over its shard's row-aligned ``tensors``: them
+    padded to the longest shard (`Replicas.shard`), its share of a global batch of ``batch_size``
+    (`Replicas.batch_size`) and a generator of its own (`replica_generator`)."""
+    return replicas.shard(tensors), replicas.batch_size(batch_size), replica_generator(generator)
+
+
 def start_replicas(replicas: Replicas, tensors: Sequence[torch.Tensor]) -> None:
     """`Replicas.start` for plain tensors (a hand-rolled model's tables): equal on every replica."""
     holder = nn.Module()
@@ -321,11 +330,10 @@ def train_minibatch(
         rows = len(train[0])
         if batch_size >= replicas.reduce_sum(0.0, rows)[1]:
             batch_size = max(rows, 1)  # full batch: one step a replica, each on its whole shard
+            generator = replica_generator(generator)
         else:
-            train = replicas.shard(train)
-            batch_size = replicas.batch_size(batch_size)
+            train, batch_size, generator = replica_steps(replicas, train, batch_size, generator)
         replicas.start(module)
-        generator = replica_generator(generator)
     opt = _make_optimizer(optimizer, module.parameters(), learning_rate, weight_decay, momentum)
     scheduler = _make_scheduler(opt, lr_schedule, epochs)
     n = len(train[0])

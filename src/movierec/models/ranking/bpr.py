@@ -23,7 +23,7 @@ from movierec.models.core.train import (
     Replicas,
     current_replicas,
     record_epoch,
-    replica_generator,
+    replica_steps,
     start_replicas,
     summed,
     training_mean,
@@ -132,10 +132,9 @@ class BPR(ImplicitFactors):
         replicas = current_replicas()
         if replicas is not None:
             start_replicas(replicas, [x, y, bias])
-            users, items, weights = replicas.shard((users, items, weights))
-            size = replicas.batch_size(size)
+            (users, items, weights), size, generator = replica_steps(
+                replicas, (users, items, weights), size, generator)
             count = replicas.reduce_sum(0.0, count)[1]
-            generator = replica_generator(generator)
         n = len(users)
         for epoch in range(1, int(self.epochs) + 1):
             start = time.perf_counter()
