@@ -104,6 +104,24 @@ def test_seen_movies_and_filters_hold(data: Any) -> None:
 
 
 @needs_faiss
+def test_negative_user_indices_count_from_the_end_and_out_of_range_ones_fail(data: Any) -> None:
+    model = _fit("ials", data)
+    _exhaustive(attach(model, ann="on"))
+    users = np.array([-1, 0, -len(model.users_), 7])
+    got, got_scores = model.recommend_indices(users, 10)
+    want, want_scores = _exact(model, users, 10)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+    np.testing.assert_array_equal(got[0], model.recommend_indices(np.array([len(model.users_) - 1]),
+                                                                  10)[0][0])
+    for outside in (len(model.users_), -len(model.users_) - 1):
+        with pytest.raises(IndexError):
+            model.recommend_indices(np.array([outside]), 10)
+        with pytest.raises(IndexError):
+            _exact(model, np.array([outside]), 10)
+
+
+@needs_faiss
 def test_a_user_whose_candidates_run_out_is_scored_exactly(data: Any) -> None:
     model = _fit("ials", data)
     retriever = attach(model, ann="on")

@@ -232,7 +232,12 @@ class _SeenRows:
     scipy matrix costs ~0.25 ms a call whatever their size, most of a one-user request's time."""
 
     def __init__(self, matrix: sp.csr_matrix, users: np.ndarray) -> None:
-        users = np.arange(matrix.shape[0])[users]  # negative indices count from the end, as numpy's
+        n = matrix.shape[0]
+        if len(users) and (users.min() < -n or users.max() >= n):
+            raise IndexError(f"user index out of range for {n} users")
+        # negative indices count from the end, as numpy's (not through np.arange(n)[users]: making
+        # that range costs 70 us at 200k users, a fifth of a one-user request)
+        users = np.where(users < 0, users + n, users)
         self.indices = matrix.indices
         self.starts = matrix.indptr[users].astype(np.int64)
         self.lengths = matrix.indptr[users + 1].astype(np.int64) - self.starts
