@@ -35,9 +35,16 @@ def _want(users, items, offsets, chosen, k, seen, candidates):
     return top_k(scores, k, exclude=None if seen is None else seen[chosen], candidates=candidates)
 
 
+@pytest.fixture(params=[1024, 8], ids=["one-stage", "stages"])
+def first_stage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The float32 pass in one stage (the small catalogs here) or in stages of 8, 16, 32, ... movies."""
+    monkeypatch.setattr(dot_topk, "FIRST_STAGE", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("k", [1, 10, 57, 300])
-def test_equals_float64_top_k(seed: int, k: int) -> None:
+def test_equals_float64_top_k(seed: int, k: int, first_stage: int) -> None:
     rng = np.random.default_rng(seed)
     users = rng.normal(scale=0.4, size=(60, 16)).astype(np.float32)
     items = rng.normal(scale=0.4, size=(250, 16)).astype(np.float32)
@@ -53,7 +60,7 @@ def test_equals_float64_top_k(seed: int, k: int) -> None:
     np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
 
 
-def test_ties_and_equal_vectors_are_proven_through_float64_rows() -> None:
+def test_ties_and_equal_vectors_are_proven_through_float64_rows(first_stage: int) -> None:
     """Small integers make exact ties everywhere, including at the list's edge: the float32 pass cannot
     prove those rows, which are ranked again from full float64 rows, ties by item index."""
     rng = np.random.default_rng(5)
@@ -79,7 +86,7 @@ def test_well_separated_scores_never_need_float64_rows() -> None:
     assert asked == []
 
 
-def test_padding_where_too_few_movies_are_allowed() -> None:
+def test_padding_where_too_few_movies_are_allowed(first_stage: int) -> None:
     users = np.ones((2, 2), np.float32)
     items = np.arange(8, dtype=np.float32).reshape(4, 2)
     seen = sp.csr_matrix(np.array([[1, 1, 1, 1], [1, 0, 1, 0]]))
@@ -113,16 +120,24 @@ def test_the_bound_bounds_the_float32_error(users, items, offsets) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 1e3]))
-def test_property_equal_to_float64_lists(seed: int, k: int, scale: float) -> None:
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 1e3]),
+       first=st.sampled_from([1, 3, 1024]), tail=st.booleans())
+def test_property_equal_to_float64_lists(seed: int, k: int, scale: float, first: int, tail: bool) -> None:
+    """Any stage size; ``tail``: movie norms falling off steeply, so rows stop after a few stages."""
     rng = np.random.default_rng(seed)
     users = (rng.normal(size=(8, 5)) * scale).astype(np.float32)
-    items = (rng.normal(size=(60, 5)) * scale).astype(np.float32)
+    items = rng.normal(size=(60, 5)) * scale
+    if tail:
+        items *= (0.8 ** np.arange(60))[rng.permutation(60), None]
+    items = items.astype(np.float32)
     items[rng.integers(0, 60, 10)] = items[0]  # equal vectors: exact ties
     offsets = rng.normal(size=60) * scale
     seen = sp.random(8, 60, density=0.25, format="csr", random_state=seed)
     full, _ = _exact(users, items, offsets)
-    got = DotTopK32(users, items, offsets, full).top_k(np.arange(8), k, seen)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dot_topk, "FIRST_STAGE", first)
+        ranker = DotTopK32(users, items, offsets, full)
+    got = ranker.top_k(np.arange(8), k, seen)
     want = _want(users, items, offsets, np.arange(8), k, seen, None)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12 * scale)
@@ -148,3 +163,72 @@ def test_ials_ranks_the_same_with_and_without_the_float32_pass(monkeypatch: pyte
     np.testing.assert_array_equal(alone[1], got[1][7:8])
     # and the scores shown are the model's predictions
     np.testing.assert_array_equal(got[1][7], model._predict(np.full(10, 7), got[0][7]))
+
+
+def _long_tail(seed: int, n_users: int = 50, n_items: int = 3000, d: int = 12):
+    """Factors like a fitted iALS's: movie norms falling off with popularity (a few large, most
+    small), users alike, the movies in no particular order."""
+    rng = np.random.default_rng(seed)
+    users = rng.normal(size=(n_users, d)).astype(np.float32)
+    norms = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    items = (rng.normal(size=(n_items, d)) * norms[rng.permutation(n_items), None]).astype(np.float32)
+    return users, items
+
+
+def _count_scored(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Movie scores the float32 pass selects from, call by call (the stages' widths, less the kept
+    movies carried along)."""
+    counted: list[int] = []
+    real = dot_topk.top_k
+
+    def counting(scores, k, *args, **kwargs):
+        counted.append(scores.shape[0] * (scores.shape[1] - k))
+        return real(scores, k, *args, **kwargs)
+
+    monkeypatch.setattr(dot_topk, "top_k", counting)
+    return counted
+
+
+@pytest.mark.parametrize("with_offsets", [False, True])
+def test_rows_stop_once_no_later_movie_can_reach_their_list(monkeypatch: pytest.MonkeyPatch,
+                                                             with_offsets: bool) -> None:
+    """On long-tailed factors most rows stop after the first stages, and the lists are float64's,
+    with seen movies and a candidate filter applied across the stages."""
+    users, items = _long_tail(3)
+    rng = np.random.default_rng(3)
+    offsets = (rng.random(3000) * 0.05 if with_offsets else np.zeros(3000)).astype(np.float32)
+    seen = sp.random(50, 3000, density=0.05, format="csr", random_state=3)
+    strongest = np.full(50, np.argmax(np.abs(items).sum(1)))  # seen by everyone
+    seen = (seen + sp.csr_matrix((np.ones(50), (np.arange(50), strongest)), shape=(50, 3000))).tocsr()
+    candidates = rng.random(3000) < 0.9
+    monkeypatch.setattr(dot_topk, "FIRST_STAGE", 64)
+    full, asked = _exact(users, items, offsets)
+    ranker = DotTopK32(users, items, offsets, full)
+    assert ranker._stage_ends == [93, 186, 372, 744, 1488, 2976, 3000]
+    scored = _count_scored(monkeypatch)
+    got = ranker.top_k(np.arange(50), 10, seen, candidates)
+    want = _want(users, items, offsets, np.arange(50), 10, seen, candidates)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
+    assert asked == []
+    assert sum(scored) < 0.25 * 50 * 3000
+
+
+def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN factor makes every bound before the movie NaN: no row stops before it, and the movie
+    itself (NaN scores) is never listed."""
+    users, items = _long_tail(4, n_items=600)
+    items[599] = np.nan
+    monkeypatch.setattr(dot_topk, "FIRST_STAGE", 16)
+    full, asked = _exact(users, items, np.zeros(600))
+    ranker = DotTopK32(users, items, np.zeros(600), full)
+    scored = _count_scored(monkeypatch)
+    got = ranker.top_k(np.arange(50), 5)
+    want = _want(users, items, np.zeros(600), np.arange(50), 5, None, None)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert not np.isin(599, got[0])
+    # every row scored all 600 movies in the stages; the rounding bound is NaN too, so every row
+    # was then ranked again from its float64 row (600 less the 5 + 8 kept)
+    assert sum(asked) == 50
+    assert sum(scored) == 50 * 600 + 50 * (600 - 13)
