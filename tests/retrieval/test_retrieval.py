@@ -211,6 +211,26 @@ def test_auto_uses_an_index_only_for_large_catalogs(data: Any) -> None:
     assert attach(model, ann="off") is None and model.retriever is None
 
 
+@needs_faiss
+def test_auto_keeps_exact_ranking_where_it_scores_few_movies(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """iALS on 5,000 movies: its exact ranking stops after the first stage of 1,024 movies (a share
+    of 0.2048 of the scores); with a threshold above that, auto ranks exactly (saying so), below it
+    auto builds the index; "on" always does."""
+    from movierec.retrieval import retriever as retriever_module
+
+    model = _fit("ials", synthesize(1500, 5000, 60_000, seed=1))
+    assert retriever_module._exact_share(model) == pytest.approx(1024 / 5000)
+    monkeypatch.setattr(retriever_module, "EXACT_SHARE", 0.25)
+    with caplog.at_level(logging.INFO, logger="movierec.retrieval"):
+        assert attach(model, min_items=1) is None and model.retriever is None
+    assert any("ials ranks exactly: its exact ranking scores 20.5% of the movies" in r.getMessage()
+               for r in caplog.records)
+    assert attach(model, ann="on") is not None
+    monkeypatch.setattr(retriever_module, "EXACT_SHARE", 0.2)
+    assert attach(model, min_items=1) is not None
+
+
 def test_bad_modes_and_models_without_inner_products_are_refused(data: Any) -> None:
     model = create_model("popularity").fit(data.ratings)
     with pytest.raises(ConfigError, match="ann must be one of auto, on, off, got 'sometimes'"):

@@ -4,7 +4,14 @@ inner products (`movierec.models.core.recommender.DotParts`), attached to a mode
 """
 
 from movierec.retrieval.index import AnnIndex, fingerprint, load_faiss
-from movierec.retrieval.retriever import ANN_MIN_ITEMS, ANN_MODES, AnnRetriever, attach, describe
+from movierec.retrieval.retriever import (
+    ANN_MIN_ITEMS,
+    ANN_MODES,
+    EXACT_SHARE,
+    AnnRetriever,
+    attach,
+    describe,
+)
 
-__all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "AnnIndex", "AnnRetriever", "attach", "describe", "fingerprint",
-           "load_faiss"]
+__all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "EXACT_SHARE", "AnnIndex", "AnnRetriever", "attach", "describe",
+           "fingerprint", "load_faiss"]

@@ -212,6 +212,8 @@ def test_rows_stop_once_no_later_movie_can_reach_their_list(monkeypatch: pytest.
     np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
     assert asked == []
     assert sum(scored) < 0.25 * 50 * 3000
+    share = ranker.scored_share(np.arange(50), 10, seen)
+    assert 93 / 3000 <= share < 0.25
 
 
 def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
@@ -232,3 +234,4 @@ def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
     # was then ranked again from its float64 row (600 less the 5 + 8 kept)
     assert sum(asked) == 50
     assert sum(scored) == 50 * 600 + 50 * (600 - 13)
+    assert ranker.scored_share(np.arange(50), 5) == 1.0

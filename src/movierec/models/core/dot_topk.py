@@ -124,14 +124,14 @@ class DotTopK32:
         user_index = np.asarray(user_index, dtype=np.int64)
         n_items = self.items32.shape[0]
         width = min(int(k), n_items)
-        pick = min(n_items, width + (max(8, width // 4) if spare is None else int(spare)))
+        pick = _picked(width, n_items, spare)
         if width == 0 or len(user_index) == 0:
             return (np.full((len(user_index), width), -1, dtype=np.int64),
                     np.full((len(user_index), width), -np.inf))
         block = self.users[user_index]
         users64 = block.astype(np.float64)
-        kept, kept32 = self._staged_pass(block.astype(np.float32, copy=False), users64, pick, exclude,
-                                         candidates)
+        kept, kept32, _ = self._staged_pass(block.astype(np.float32, copy=False), users64, pick, exclude,
+                                            candidates)
         items, scores = rescore_top(users64, self.items64, self.offsets64, kept, width)
         last = kept32[:, -1].astype(np.float64)
         with np.errstate(invalid="ignore"):
@@ -148,9 +148,10 @@ class DotTopK32:
 
     def _staged_pass(self, users32: np.ndarray, users64: np.ndarray, pick: int,
                      exclude: sp.csr_matrix | None, candidates: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Step 1 in stages: per row, the ``pick`` best allowed movies by float32 score (item indices,
-        -1 where fewer are allowed) and their float32 scores, where a row stops being scored once no
+        -1 where fewer are allowed), their float32 scores and the number of (row, movie) scores
+        computed, where a row stops being scored once no
         movie after the current stage can reach its ``pick``-th float32 score (|x_u| times the
         largest later |y_i|, plus the largest later offset, bounds their exact scores), so that
         every movie a row leaves out scored at most its last kept float32 score or was never
@@ -166,8 +167,9 @@ class DotTopK32:
         with np.errstate(over="ignore", invalid="ignore"):
             user_norm = np.sqrt(np.einsum("ij,ij->i", users64, users64))
         active = np.arange(n_rows)
-        lo = 0
+        lo = scored = 0
         for hi in self._stage_ends:
+            scored += len(active) * (hi - lo)
             scores32 = users32[active] @ self._items32_ordered[lo:hi].T
             if self._offset_max:
                 scores32 += self._offsets32_ordered[lo:hi]
@@ -199,7 +201,27 @@ class DotTopK32:
                 break
             lo = hi
         kept32[kept < 0] = -np.inf
-        return kept, kept32
+        return kept, kept32, scored
+
+    def scored_share(self, user_index: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> float:
+        """The share of (user, movie) scores the float32 pass computes for these users' top ``k``
+        (1.0: every movie scored; ``exclude`` as in `top_k`): what exact ranking costs here, against
+        scoring every movie."""
+        user_index = np.asarray(user_index, dtype=np.int64)
+        n_items = len(self._order)
+        if len(user_index) == 0 or n_items == 0:
+            return 1.0
+        block = self.users[user_index]
+        pick = _picked(min(int(k), n_items), n_items, None)
+        _, _, scored = self._staged_pass(block.astype(np.float32, copy=False), block.astype(np.float64),
+                                         pick, exclude, None)
+        return scored / (len(user_index) * n_items)
+
+
+def _picked(width: int, n_items: int, spare: int | None) -> int:
+    """Movies the float32 pass keeps per row for a list of ``width``: ``spare`` more (default
+    max(8, width // 4)), at most the catalog."""
+    return min(n_items, width + (max(8, width // 4) if spare is None else int(spare)))
 
 
 def rescore_top(users64: np.ndarray, items: np.ndarray, offsets: np.ndarray, kept: np.ndarray,
