@@ -29,6 +29,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Catalog, Dataset, Ratings
 from movierec.data.registry import Variant, get_variant
 from movierec.data.synth import OCCUPATIONS_100K
@@ -74,7 +75,7 @@ def canonical_folds(ratings: Ratings) -> dict[str, np.ndarray]:
         mask = np.zeros(n, dtype=bool)
         mask[n * (k - 1) // 5 : n * k // 5] = True
         folds[f"u{k}"] = mask
-    order = np.argsort(ratings.user_index, kind="stable")
+    order = stable_argsort(ratings.user_index)
     users = ratings.user_index[order]
     first = np.ones(n, dtype=bool)
     first[1:] = users[1:] != users[:-1]

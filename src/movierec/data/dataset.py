@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from movierec._arrays import stable_argsort
 from movierec.errors import DataError, UnknownIdError
 
 __all__ = ["Catalog", "Dataset", "Ratings", "Users", "Vocabulary", "split_title_year"]
@@ -444,7 +445,7 @@ def _encode(values: Sequence[Any] | np.ndarray, kind: str) -> tuple[Vocabulary, 
     if array.dtype.kind not in "iuU":
         array = array.astype(str)
     # Sort and compare neighbours: numpy 2.4's np.unique hashes and is many times slower here.
-    order = np.argsort(array, kind="stable")
+    order = stable_argsort(array)
     ordered = array[order]
     first = np.ones(len(array), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]

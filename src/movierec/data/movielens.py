@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Catalog, Dataset, Ratings, Users, split_title_year
 from movierec.data.registry import Variant
 from movierec.data.stream import (
@@ -687,7 +688,7 @@ def _average_duplicates(ratings: Ratings) -> tuple[Ratings, LoadReport]:
     except DataError:
         pass
     codes = ratings.user_index.astype(np.int64) * ratings.n_items + ratings.item_index
-    order = np.argsort(codes, kind="stable")
+    order = stable_argsort(codes)
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     if len(starts) == n:
@@ -695,7 +696,7 @@ def _average_duplicates(ratings: Ratings) -> tuple[Ratings, LoadReport]:
     sizes = np.diff(np.r_[starts, n])
     mean = np.add.reduceat(ratings.rating[order].astype(np.float64), starts) / sizes
     first = order[starts]  # stable sort: the first occurrence in file order
-    keep = np.argsort(first, kind="stable")
+    keep = stable_argsort(first)
     timestamp = None
     if ratings.timestamp is not None:
         timestamp = np.maximum.reduceat(ratings.timestamp[order], starts)[keep]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Dataset, Ratings
 from movierec.data.movielens import FOLD_NAMES
 from movierec.errors import ConfigError, DataError
@@ -85,7 +86,7 @@ def _rows_by_user(ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
 
     Returns (order, starts): user u's rows are ``order[starts[u]:starts[u+1]]``.
     """
-    order = np.argsort(ratings.user_index, kind="stable")
+    order = stable_argsort(ratings.user_index)
     starts = np.concatenate([[0], np.cumsum(ratings.user_counts)])
     return order, starts
 
@@ -113,7 +114,7 @@ def user_ratio_split(ratings: Ratings, frac: float = 0.75, seed: int = 42) -> Sp
 def _time_order(ratings: Ratings) -> np.ndarray:
     if ratings.timestamp is None:
         raise DataError("this split needs timestamps, and these ratings have none")
-    return np.argsort(ratings.timestamp, kind="stable")
+    return stable_argsort(ratings.timestamp)
 
 
 def temporal_split(ratings: Ratings, frac: float = 0.8) -> Split:
@@ -135,7 +136,7 @@ def leave_last_split(ratings: Ratings, n: int = 1) -> Split:
     n = int(n)
     by_time = _time_order(ratings)
     # Stable sort by user over time order: each user's rows oldest -> newest.
-    order = by_time[np.argsort(ratings.user_index[by_time], kind="stable")]
+    order = by_time[stable_argsort(ratings.user_index[by_time])]
     counts = ratings.user_counts
     ends = np.cumsum(counts)
     position = np.arange(len(order)) - np.repeat(ends - counts, counts)

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Ratings, Vocabulary, infer_scale
 from movierec.errors import DataError
 
@@ -658,7 +659,7 @@ def first_duplicate(ratings: Ratings) -> tuple[int, int] | None:
     if ordered:
         return None
     codes = ratings.user_index.astype(np.int64) * n_items + ratings.item_index
-    order = np.argsort(codes, kind="stable")
+    order = stable_argsort(codes)
     repeats = np.flatnonzero(codes[order][1:] == codes[order][:-1])
     if not len(repeats):
         return None

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Ratings
 from movierec.distributed.group import Group, guarded
 from movierec.distributed.shard import padded_rows, rating_blocks
@@ -73,7 +74,7 @@ def cut_ratings(train: Ratings, world_size: int) -> Iterator[Ratings]:
         raise DataError(f"{len(train):,} ratings of {train.n_users:,} users cannot be cut into "
                         f"{world_size} shards that each hold ratings; use fewer processes")
     # every block's rows, in the file's order: a stable sort of the rows by their user's block
-    order = np.argsort(np.searchsorted(bounds, train.user_index, side="right"), kind="stable")
+    order = stable_argsort(np.searchsorted(bounds, train.user_index, side="right"))
     return _shards(train, np.split(order, np.cumsum(sizes)[:-1]))
 
 

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from movierec._arrays import stable_argsort
 from movierec.data.dataset import Ratings
 from movierec.models.core.checks import check_int, check_number
 from movierec.models.core.exchange import LOCAL, RowExchange
@@ -42,7 +43,7 @@ class RowBlocks:
     def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int,
                  device: torch.device) -> None:
         rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")
+        order = stable_argsort(rows)
         counts = np.bincount(rows, minlength=n_rows)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         width = np.zeros(n_rows, dtype=np.int64)
