@@ -263,3 +263,33 @@ def test_a_pickled_vocabulary_leaves_its_lookup_behind_and_builds_it_again():
     assert "_positions" not in copy.__dict__ and "_positions" in vocab.__dict__
     assert copy == vocab and copy.kind == "movie"
     assert copy.index(10) == 1 and copy.indices([30, 99], missing="mask").tolist() == [0, -1]
+
+
+def test_an_unpickled_vocabulary_answers_several_threads_at_once():
+    """recommend-all's workers look their chunks' ids up at once: on an unpickled vocabulary whose
+    pandas index had never been used, such a start raised InvalidIndexError (most of the time)."""
+    import threading
+
+    vocab = Vocabulary(np.arange(1, 100_001) * 3, "user")
+    blob = pickle.dumps(vocab)
+    for _ in range(20):
+        copy = pickle.loads(blob)
+        got: dict[int, object] = {}
+        start_line = threading.Barrier(4)
+
+        def look_up(start: int, copy: Vocabulary = copy, got: dict = got,
+                    start_line: threading.Barrier = start_line) -> None:
+            start_line.wait()
+            try:
+                got[start] = copy.indices(vocab.ids[start : start + 4096])
+            except Exception as exc:  # the test reports what a thread met
+                got[start] = exc
+
+        threads = [threading.Thread(target=look_up, args=(start,)) for start in range(0, 16384, 4096)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for start, value in got.items():
+            assert isinstance(value, np.ndarray), value
+            np.testing.assert_array_equal(value, np.arange(start, start + 4096))

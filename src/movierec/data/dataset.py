@@ -163,6 +163,13 @@ class Vocabulary:
         # a pickled vocabulary (sent to another process) leaves its lookup, built again on use
         return {key: value for key, value in self.__dict__.items() if key != "_positions"}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # pandas sets an index's lookup up on first use, and not safely from several threads at
+        # once: an unpickled index first asked by two threads (recommend-all's workers) raised
+        # "Reindexing only valid with uniquely valued Index objects". Set it up here, as __init__ does.
+        _ = self._index.is_unique
+
     @cached_property
     def _positions(self) -> dict[Any, int]:
         """Raw id (a Python int or str) -> index, built on first use."""
