@@ -28,7 +28,7 @@ from movierec._files import atomic_file
 from movierec.errors import ConfigError
 from movierec.models import Recommender
 from movierec.models.core.checks import check_int, check_k
-from movierec.models.core.recommender import block_users, one_math_thread_each
+from movierec.models.core.recommender import one_math_thread_each
 
 __all__ = ["recommend_all"]
 
@@ -53,9 +53,10 @@ def recommend_all(
         path: the file to write (replaced if it exists; its folder is created).
         k: movies per user.
         exclude_seen: leave out the movies each user rated in training.
-        chunk_users: users per chunk (default: as many as make about 16 million scores, or the
-            model's approximate retriever's ``batch_users``); memory grows with ``workers`` x
-            ``chunk_users`` x the number of movies (with a retriever, x the movies it fetches).
+        chunk_users: users per chunk (default: `Recommender.batch_users`: as many as make about 16
+            million scores, or 4,096 where an approximate retriever or the two-pass ranker bounds
+            the scratch); memory grows with ``workers`` x ``chunk_users`` x the number of movies
+            (with a retriever, x the movies it fetches; with the two-pass ranker, x its stages').
         workers: chunks computed at once, each on its own thread.
         progress: called after each chunk with (users written, users in all).
 
@@ -75,8 +76,7 @@ def recommend_all(
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the Parquet file to write, e.g. {path / 'top.parquet'}")
     n_users = len(model.users_)
-    retriever = getattr(model, "retriever", None)  # an approximate index ranks large batches best
-    step = chunk_users or getattr(retriever, "batch_users", None) or block_users(len(model.items_))
+    step = chunk_users or model.batch_users()
     starts = range(0, n_users, step)
     schema = pa.schema([("user", _arrow_type(model.users_.ids)), ("rank", pa.int32()),
                         ("item", _arrow_type(model.items_.ids)), ("score", pa.float64())])

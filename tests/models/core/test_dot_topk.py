@@ -35,11 +35,16 @@ def _want(users, items, offsets, chosen, k, seen, candidates):
     return top_k(scores, k, exclude=None if seen is None else seen[chosen], candidates=candidates)
 
 
-@pytest.fixture(params=[1024, 8], ids=["one-stage", "stages"])
+@pytest.fixture(params=[(1024, False), (8, False), (8, True)], ids=["one-stage", "stages", "pieces"])
 def first_stage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """The float32 pass in one stage (the small catalogs here) or in stages of 8, 16, 32, ... movies."""
-    monkeypatch.setattr(dot_topk, "FIRST_STAGE", request.param)
-    return request.param
+    """The float32 pass in one stage (the small catalogs here) or in stages of 8, 16, 32, ... movies;
+    "pieces": each stage, and the rows ranked again from float64 rows, a few rows at a time."""
+    first, pieces = request.param
+    monkeypatch.setattr(dot_topk, "FIRST_STAGE", first)
+    if pieces:
+        monkeypatch.setattr(dot_topk, "_STAGE_ELEMENTS", 100)
+        monkeypatch.setattr(dot_topk, "_REDO_ELEMENTS", 400)
+    return first
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -202,6 +207,7 @@ def test_rows_stop_once_no_later_movie_can_reach_their_list(monkeypatch: pytest.
     seen = (seen + sp.csr_matrix((np.ones(50), (np.arange(50), strongest)), shape=(50, 3000))).tocsr()
     candidates = rng.random(3000) < 0.9
     monkeypatch.setattr(dot_topk, "FIRST_STAGE", 64)
+    monkeypatch.setattr(dot_topk, "_STAGE_ELEMENTS", 1000)  # 10 rows at a time in the first stage
     full, asked = _exact(users, items, offsets)
     ranker = DotTopK32(users, items, offsets, full)
     assert ranker._stage_ends == [93, 186, 372, 744, 1488, 2976, 3000]
@@ -223,6 +229,7 @@ def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
     users, items = _long_tail(4, n_items=600)
     items[599] = np.nan
     monkeypatch.setattr(dot_topk, "FIRST_STAGE", 16)
+    monkeypatch.setattr(dot_topk, "_REDO_ELEMENTS", 7 * 600)  # the float64 rows 7 at a time
     full, asked = _exact(users, items, np.zeros(600))
     ranker = DotTopK32(users, items, np.zeros(600), full)
     scored = _count_scored(monkeypatch)
@@ -231,7 +238,7 @@ def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
     np.testing.assert_array_equal(got[0], want[0])
     assert not np.isin(599, got[0])
     # every row scored all 600 movies in the stages; the rounding bound is NaN too, so every row
-    # was then ranked again from its float64 row (600 less the 5 + 8 kept)
-    assert sum(asked) == 50
+    # was then ranked again from its float64 row (600 less the 5 + 8 kept), 7 rows at a time
+    assert sum(asked) == 50 and max(asked) == 7
     assert sum(scored) == 50 * 600 + 50 * (600 - 13)
     assert ranker.scored_share(np.arange(50), 5) == 1.0

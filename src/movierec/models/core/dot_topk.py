@@ -52,6 +52,10 @@ MIN_ITEMS = 4096
 #: Movies in the float32 pass's first stage (or a 32nd of the catalog, if more); each later stage
 #: doubles the movies scored.
 FIRST_STAGE = 1024
+# Scores computed at once within a stage (rows x the stage's movies), and float64 scores in the
+# rows ranked again from full rows: bounds the scratch whatever the block of users.
+_STAGE_ELEMENTS = 1 << 22
+_REDO_ELEMENTS = 1 << 22
 
 _U32 = 2.0**-24
 
@@ -63,7 +67,14 @@ class DotTopK32:
         users (n_users, d), items (n_items, d), offsets (n_items,): the model's `DotParts` arrays.
         full_scores: float64 score rows for user indices (the model's ``_score_users``), for the rows
             the float32 pass cannot prove.
+
+    Attributes:
+        batch_users: users a caller should rank at once: a call's scratch is bounded by its stages'
+            pieces, not by its users, and large batches spread the per-call costs (selection set-up,
+            a Parquet row group in `recommend-all`) over more users.
     """
+
+    batch_users = 4096
 
     def __init__(self, users: np.ndarray, items: np.ndarray, offsets: np.ndarray,
                  full_scores: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -138,11 +149,14 @@ class DotTopK32:
             # a row that kept fewer than `pick` movies kept every allowed one: nothing was left out
             proven = (kept[:, -1] < 0) | (scores[:, -1] > last + self.bound(users64))
         redo = np.flatnonzero(~proven)
-        if redo.size:
-            full = self.full_scores(user_index[redo])
-            again, _ = top_k(full, pick, None if exclude is None else exclude[redo], candidates,
+        step = max(1, _REDO_ELEMENTS // n_items)
+        for start in range(0, len(redo), step):
+            rows = redo[start : start + step]
+            full = self.full_scores(user_index[rows])
+            again, _ = top_k(full, pick, None if exclude is None else exclude[rows], candidates,
                              overwrite=True)
-            items[redo], scores[redo] = rescore_top(users64[redo], self.items64, self.offsets64, again,
+            del full
+            items[rows], scores[rows] = rescore_top(users64[rows], self.items64, self.offsets64, again,
                                                     width)
         return items, scores
 
@@ -170,32 +184,38 @@ class DotTopK32:
         lo = scored = 0
         for hi in self._stage_ends:
             scored += len(active) * (hi - lo)
-            scores32 = users32[active] @ self._items32_ordered[lo:hi].T
-            if self._offset_max:
-                scores32 += self._offsets32_ordered[lo:hi]
-            if banned is not None:
-                scores32[:, banned[lo:hi]] = np.nan
+            row_of = None
             if exclude is not None:
                 row_of = np.full(n_rows, -1, dtype=np.int64)
-                row_of[active] = np.arange(len(active))
-                r = row_of[excl_rows]
-                hit = (r >= 0) & (excl_pos >= lo) & (excl_pos < hi)
-                scores32[r[hit], excl_pos[hit] - lo] = np.nan
-            # the rows' kept movies compete with the stage's: NaN (not allowed) in unfilled slots
-            top, top32 = top_k(np.hstack([kept32[active], scores32]), pick, overwrite=True)
-            del scores32
-            from_kept = (top >= 0) & (top < pick)
-            merged = np.where(top >= pick, self._order[np.clip(top - pick + lo, 0, None)], -1)
-            merged[from_kept] = np.take_along_axis(kept[active], np.where(from_kept, top, 0),
-                                                   axis=1)[from_kept]
-            top32[top < 0] = np.nan
-            kept[active], kept32[active] = merged, top32
+            step = max(1, _STAGE_ELEMENTS // (hi - lo))
+            for start in range(0, len(active), step):
+                rows = active[start : start + step]
+                scores32 = users32[rows] @ self._items32_ordered[lo:hi].T
+                if self._offset_max:
+                    scores32 += self._offsets32_ordered[lo:hi]
+                if banned is not None:
+                    scores32[:, banned[lo:hi]] = np.nan
+                if row_of is not None:
+                    row_of[rows] = np.arange(len(rows))
+                    r = row_of[excl_rows]
+                    hit = (r >= 0) & (excl_pos >= lo) & (excl_pos < hi)
+                    scores32[r[hit], excl_pos[hit] - lo] = np.nan
+                    row_of[rows] = -1
+                # the rows' kept movies compete with the stage's: NaN (not allowed) in unfilled slots
+                top, top32 = top_k(np.hstack([kept32[rows], scores32]), pick, overwrite=True)
+                del scores32
+                from_kept = (top >= 0) & (top < pick)
+                merged = np.where(top >= pick, self._order[np.clip(top - pick + lo, 0, None)], -1)
+                merged[from_kept] = np.take_along_axis(kept[rows], np.where(from_kept, top, 0),
+                                                       axis=1)[from_kept]
+                top32[top < 0] = np.nan
+                kept[rows], kept32[rows] = merged, top32
             if hi == len(self._order):
                 break
             with np.errstate(over="ignore", invalid="ignore"):
                 reach = user_norm[active] * self._tail_norm[hi] + self._tail_offset[hi]
                 reach += 1e-9 * (np.abs(reach) + np.abs(self._tail_offset[hi]))  # float64 rounding
-                done = (merged[:, -1] >= 0) & (reach <= top32[:, -1])
+                done = (kept[active, -1] >= 0) & (reach <= kept32[active, -1])
             active = active[~done]
             if not len(active):
                 break

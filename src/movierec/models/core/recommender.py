@@ -450,9 +450,9 @@ class Recommender:
         width = min(int(k), len(self.items_))
         items = np.full((len(user_index), width), -1, dtype=np.int64)
         scores = np.full((len(user_index), width), -np.inf)
-        step = block_users(len(self.items_))
-        starts = range(0, len(user_index), step)
         two_pass = self._cpu_dot_top_k() if diversity <= 0 else None
+        step = two_pass.batch_users if two_pass is not None else block_users(len(self.items_))
+        starts = range(0, len(user_index), step)
 
         def rank(start: int) -> None:
             block = user_index[start : start + step]
@@ -475,6 +475,16 @@ class Recommender:
             # list() waits for them all and re-raises a block's error
             list(pool.map(rank, starts))
         return items, scores
+
+    def batch_users(self) -> int:
+        """Users a caller should ask `recommend_indices` for at once (`recommend-all`'s chunk): the
+        approximate retriever's batch, the two-pass ranker's (its scratch is bounded by its stages'
+        pieces), or else the block of users whose scores make about 16 million."""
+        self._require_fitted()
+        if self.retriever is not None:
+            return self.retriever.batch_users
+        two_pass = self._cpu_dot_top_k()
+        return two_pass.batch_users if two_pass is not None else block_users(len(self.items_))
 
     def _dot_parts(self) -> DotParts | None:
         """The known users' scores as inner products (`DotParts`), or None where they are not.
