@@ -15,11 +15,13 @@ phases through /proc/self/clear_refs, so a phase's peak is its own, on top of wh
     split        user-ratio:0.8:42 (BENCHMARKS.md's recipe)
     ials-fit     iALS, 64 factors, 10 iterations
     evaluate     full-ranking evaluation at K=10 of every test user
-    recommend-all  top-10 unseen movies of every user to a Parquet file, every movie scored (exact)
+    recommend-all  top-10 unseen movies of every user to a Parquet file, exact (`--ann off`: iALS's
+                 two-pass ranker, which stops scoring a user once no further movie can reach the list)
     recommend-all-ann  the same as `movierec recommend-all` runs it by default (``--ann auto``): from
-                 20,000 movies up through a faiss index built and calibrated first (timed with it);
-                 below that, exact again. "ann match" is the share of its (user, movie) rows that the
-                 exact file has too (ties at the 10th place may swap either way)
+                 20,000 movies up through a faiss index built and calibrated first (timed with it),
+                 unless the exact ranker scores at most an eighth of the movies (iALS here: it stays
+                 exact); below that, exact again. "ann match" is the share of its (user, movie) rows
+                 that the exact file has too (ties at the 10th place may swap either way)
     als-epoch    biased-mf-als, 1 epoch (64 factors)
     neural-epoch dot-bias-sigmoid (the classic preset), 1 epoch
 

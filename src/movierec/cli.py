@@ -1064,8 +1064,10 @@ def _resolve_movie(model: Any, catalog: Any, movie: str) -> Any:
 
 AnnOpt = Annotated[str, typer.Option(
     "--ann", help="Approximate top-k through a faiss index (models scoring by inner products): auto "
-    "(catalogs of 20,000+ movies), on or off. Built on first use, saved in the model folder.")]
-ExactOpt = Annotated[bool, typer.Option("--exact", help="Score every movie (the same as --ann off).")]
+    "(catalogs of 20,000+ movies, unless the model's exact ranking is as fast: iALS's usually is), "
+    "on or off. Built on first use, saved in the model folder.")]
+ExactOpt = Annotated[bool, typer.Option("--exact",
+                                        help="Rank exactly, with no index (the same as --ann off).")]
 
 
 def _use_ann(model: Any, model_dir: Path, ann: str, exact: bool) -> Any:
