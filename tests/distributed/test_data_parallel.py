@@ -240,9 +240,10 @@ if rank == 0:
     rating = np.where(users < 20, whole, low)
     train = Ratings(Vocabulary(np.arange(40)), Vocabulary(np.arange(30)), users, items, rating,
                     scale=(0.5, 5.0))
-out = {}
+out = {"train_rmse": {}, "whole_rmse": {}}
 for name, params in (("rating-classifier", {"epochs": 2}), ("biased-mf-sgd", {"epochs": 2}),
-                     ("bpr", {"epochs": 2, "min_rating": 3.0})):
+                     ("mean-normalized-mf", {"epochs": 3}), ("embedding-regressor", {"epochs": 2}),
+                     ("dot-bias-sigmoid", {"epochs": 2}), ("bpr", {"epochs": 2, "min_rating": 3.0})):
     model = create_model(name, **params)
     try:
         fit_distributed(model, train, group)
@@ -256,8 +257,12 @@ for name, params in (("rating-classifier", {"epochs": 2}), ("biased-mf-sgd", {"e
     elif rank == 0:
         out[name] = {"history": len(model.history_),
                      "seen": int(model.seen_.nnz) == len(train)}
-    if name == "biased-mf-sgd":  # every rank's record of the epochs' training error
-        out["train_rmse"] = [record["train_rmse"] for record in model.history_]
+    # every rank's record of the epochs' training error
+    out["train_rmse"][name] = [record["train_rmse"] for record in model.history_]
+    if rank == 0 and name in ("rating-classifier", "dot-bias-sigmoid"):
+        # the model after its last epoch, over all the training ratings (both shards)
+        error = model.predict(train.user_ids, train.item_ids) - train.rating
+        out["whole_rmse"][name] = float(np.sqrt(np.mean(error ** 2)))
 print(json.dumps(out))
 leave_group()
 """
@@ -272,7 +277,13 @@ def test_global_figures_come_from_every_shard_and_an_empty_shard_stops_every_ran
     # rank 0 ends with its history and the whole ratings' seen matrix; the epochs' training error
     # is summed over both shards (the same figure on both ranks, not each rank's own)
     assert first["biased-mf-sgd"] == {"history": 2, "seen": True}
-    assert first["train_rmse"] == second["train_rmse"] and 0 < first["train_rmse"][-1] < 2
+    for name in ("rating-classifier", "biased-mf-sgd", "mean-normalized-mf", "embedding-regressor",
+                 "dot-bias-sigmoid"):
+        rmses = first["train_rmse"][name]
+        assert rmses == second["train_rmse"][name] and 0 < rmses[-1] < 3, name
+    # and it is the error over both shards: the last epoch's is the final model's on all of them
+    for name, whole in first["whole_rmse"].items():
+        assert first["train_rmse"][name][-1] == pytest.approx(whole, rel=1e-5), name
     # rank 1 has no interaction of 3 stars or more: both ranks stop with the same line
     assert first["bpr"] == second["bpr"]
     assert first["bpr"].startswith("error: a shard of the 2 ranks holds no training rows")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,10 @@ from movierec.models.core.train import (
     check_schedule,
     load_module_arrays,
     module_arrays,
+    pooled,
     resolve_device,
     train_minibatch,
+    training_replicas,
 )
 
 
@@ -128,3 +132,27 @@ def test_auto_keeps_a_model_that_is_slower_on_a_gpu_on_the_cpu(monkeypatch: pyte
                                 "rating-classifier", "mean-normalized-mf", "ials", "mult-vae")
               if not get_model_class(name).auto_cuda}
     assert slower == {"dot-bias-sigmoid", "embedding-mlp", "embedding-regressor", "rating-classifier"}
+
+
+class _OtherShard:
+    """Replicas of two, the other one's sums given: `total` adds them to this one's."""
+
+    rank = 0
+
+    def __init__(self, other: list[float]) -> None:
+        self.other = np.array(other)
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        return values + self.other
+
+
+def test_pooled_figures_by_hand() -> None:
+    """This shard: 2 rows, loss 0.5, rmse 1 (squared errors sum 2); the other: 6 rows, loss sum 1.5,
+    squared errors sum 14 -> loss (1 + 1.5) / 8, rmse sqrt(16 / 8). In one process: as given."""
+    figures = {"train_loss": 0.5, "train_rmse": 1.0}
+    assert pooled(figures, 2) is figures
+    with training_replicas(_OtherShard([1.5, 14.0, 6])):
+        got = pooled(figures, 2)
+        assert got == {"train_loss": 2.5 / 8, "train_rmse": math.sqrt(2.0)}
+    with training_replicas(_OtherShard([0.0, 0.0, 0])):
+        assert all(math.isnan(v) for v in pooled(figures, 0).values())

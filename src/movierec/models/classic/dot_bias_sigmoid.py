@@ -26,6 +26,7 @@ from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_tab
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     current_replicas,
+    pooled,
     replica_steps,
     resolve_device,
     start_replicas,
@@ -172,7 +173,7 @@ class DotBiasSigmoid(Recommender):
                         adam.step(*replicas.combine_sparse(rows, grads, len(z)))
                 record: dict[str, Any] = {"epoch": epoch, "epochs": self.epochs}
                 with torch.no_grad():
-                    record.update(metrics(pairs, targets, "train"))
+                    record.update(pooled(metrics(pairs, targets, "train"), len(targets)))
                     record["lr"] = self.learning_rate
                     if valid_pairs is not None:
                         record.update(metrics(valid_pairs, valid_targets, "valid"))

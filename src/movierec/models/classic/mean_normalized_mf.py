@@ -23,6 +23,7 @@ from movierec.models.core.memory import AUTOGRAD_BYTES, TORCH_BYTES, trained_tab
 from movierec.models.core.recommender import Callback, DotParts, Recommender
 from movierec.models.core.train import (
     known_pairs_tensors,
+    pooled,
     resolve_device,
     summed,
     torch_threads,
@@ -114,13 +115,13 @@ class MeanNormalizedMF(Recommender):
                 / np.maximum(summed(train.item_counts), 1), dtype=torch.float32))
             net.to(device)
             reg = float(self.reg)
-            squared_error = [0.0]
+            squared_error = [0.0, 0]  # the step's mean squared error, and its rows
 
             def batch_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
                 error = net(batch[0], batch[1]) - batch[2]
                 cost = 0.5 * error.square().sum()
                 if net.training:
-                    squared_error[0] = float(error.detach().square().mean())
+                    squared_error[:] = float(error.detach().square().mean()), len(error)
                     # the penalty is the whole model's, once: weighted by the batch's share of the
                     # ratings (1 here; a replica's share when several processes train one model)
                     cost = cost + reg / 2 * (net.user_factors.square().sum()
@@ -134,7 +135,7 @@ class MeanNormalizedMF(Recommender):
 
             def on_epoch(event: str, record: dict[str, Any]) -> None:
                 # Full batch: the step's own forward pass already gave the training error.
-                record["train_rmse"] = math.sqrt(squared_error[0])
+                record.update(pooled({"train_rmse": math.sqrt(squared_error[0])}, squared_error[1]))
                 self.history_.append(record)
                 if callback is not None:
                     callback(event, dict(record))

@@ -34,6 +34,7 @@ from movierec.models.core.train import (
     known_pairs_tensors,
     load_module_arrays,
     module_arrays,
+    pooled,
     replica_generator,
     resolve_device,
     torch_threads,
@@ -189,7 +190,8 @@ class TowerRecommender(Recommender):
             self.history_ = []
 
             def on_epoch(event: str, record: dict[str, Any]) -> None:
-                record.update(evaluate((users, items, targets), "train"))
+                # over every replica's rows when several processes train (`pooled`)
+                record.update(pooled(evaluate((users, items, targets), "train"), len(targets)))
                 self.history_.append(record)
                 if callback is not None:
                     callback(event, dict(record))

@@ -35,6 +35,7 @@ __all__ = [
     "known_pairs_tensors",
     "load_module_arrays",
     "module_arrays",
+    "pooled",
     "record_epoch",
     "replica_generator",
     "replica_steps",
@@ -171,6 +172,23 @@ def training_mean(values: np.ndarray) -> float:
         return float(values.mean())
     total, count = replicas.total(np.array([values.sum(dtype=np.float64), len(values)]))
     return float(total / count) if count else math.nan
+
+
+def pooled(figures: dict[str, float], count: int) -> dict[str, float]:
+    """Per-row figures of this replica's ``count`` training rows (means; root mean squares for keys
+    ending in ``_rmse``) as the same figures over every replica's rows; in one process ``figures``
+    as given. Every replica calls it at the same point (it is a collective)."""
+    replicas = _REPLICAS.get()
+    if replicas is None:
+        return figures
+    keys = list(figures)
+    squares = [key.endswith("_rmse") for key in keys]
+    sums = [(figures[key] ** 2 if square else figures[key]) * count
+            for key, square in zip(keys, squares, strict=True)]
+    total = replicas.total(np.array([*sums, count], dtype=np.float64))
+    n = total[-1]
+    return {key: (math.sqrt(value / n) if square else float(value / n)) if n else math.nan
+            for key, square, value in zip(keys, squares, total[:-1], strict=True)}
 
 
 def gathered(values: np.ndarray) -> np.ndarray:
