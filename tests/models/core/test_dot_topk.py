@@ -38,12 +38,14 @@ def _want(users, items, offsets, chosen, k, seen, candidates):
 @pytest.fixture(params=[(1024, False), (8, False), (8, True)], ids=["one-stage", "stages", "pieces"])
 def first_stage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """The float32 pass in one stage (the small catalogs here) or in stages of 8, 16, 32, ... movies;
-    "pieces": each stage, and the rows ranked again from float64 rows, a few rows at a time."""
+    "pieces": each stage, the float64 re-scoring and the rows ranked again from float64 rows, a few
+    rows at a time."""
     first, pieces = request.param
     monkeypatch.setattr(dot_topk, "FIRST_STAGE", first)
     if pieces:
         monkeypatch.setattr(dot_topk, "_STAGE_ELEMENTS", 100)
         monkeypatch.setattr(dot_topk, "_REDO_ELEMENTS", 400)
+        monkeypatch.setattr(dot_topk, "_RESCORE_ELEMENTS", 500)
     return first
 
 
@@ -242,3 +244,35 @@ def test_a_movie_without_a_finite_bound_keeps_every_row_scoring_up_to_it(
     assert sum(asked) == 50 and max(asked) == 7
     assert sum(scored) == 50 * 600 + 50 * (600 - 13)
     assert ranker.scored_share(np.arange(50), 5) == 1.0
+
+
+def test_float32_underflow_is_within_the_bound() -> None:
+    """Products below float32's normal range round to subnormals or zero: nine movies whose float32
+    scores all flush to 0 must not be taken as proven against the one whose exact score is 10x
+    theirs (the review's case)."""
+    users = np.array([[1e-25, 0.0]])
+    items = np.array([[1e-25, 1e-23]] * 9 + [[5e-24, 0.0]])
+    full, _ = _exact(users, items, np.zeros(10))
+    got = DotTopK32(users, items, np.zeros(10), full).top_k(np.array([0]), 1)
+    assert got[0].tolist() == [[9]] and got[1][0, 0] == pytest.approx(5e-49)
+
+
+def test_float32_overflow_sends_the_row_to_float64() -> None:
+    """A user beyond float32's range scores NaN there for every movie: the float32 pass keeps
+    nothing, which must not read as "every allowed movie kept"."""
+    users = np.array([[1e39, 1e39]])
+    items = np.array([[1.0, -1.0]] * 3)
+    full, asked = _exact(users, items, np.zeros(3))
+    got = DotTopK32(users, items, np.zeros(3), full).top_k(np.array([0]), 2)
+    assert got[0].tolist() == [[0, 1]] and got[1].tolist() == [[0.0, 0.0]] and asked == [1]
+
+
+def test_bad_masks_are_refused_whatever_the_scores() -> None:
+    users, items = _long_tail(0, n_users=3, n_items=40)
+    ranker = DotTopK32(users, items, np.zeros(40), _exact(users, items, np.zeros(40))[0])
+    with pytest.raises(ValueError, match="candidates must be a bool array of shape \\(40,\\)"):
+        ranker.top_k(np.arange(3), 2, candidates=np.ones(40, dtype=np.int64))
+    with pytest.raises(ValueError, match="candidates must be a bool array of shape"):
+        ranker.top_k(np.arange(3), 2, candidates=np.ones((3, 40), dtype=bool))
+    with pytest.raises(ValueError, match="exclude must have the shape"):
+        ranker.top_k(np.arange(3), 2, exclude=sp.csr_matrix((3, 39)))

@@ -156,3 +156,7 @@ def test_pooled_figures_by_hand() -> None:
         assert got == {"train_loss": 2.5 / 8, "train_rmse": math.sqrt(2.0)}
     with training_replicas(_OtherShard([0.0, 0.0, 0])):
         assert all(math.isnan(v) for v in pooled(figures, 0).values())
+    # a replica without rows (NaN means) adds nothing to the others' figures
+    with training_replicas(_OtherShard([1.5, 14.0, 6])):
+        assert pooled({"train_loss": math.nan, "train_rmse": math.nan}, 0) == {
+            "train_loss": 0.25, "train_rmse": math.sqrt(14.0 / 6)}

@@ -41,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.models.core.topk import top_k
+from movierec.models.core.topk import check_exclude, top_k
 
 __all__ = ["MIN_ITEMS", "DotTopK32", "rescore_top"]
 
@@ -52,10 +52,12 @@ MIN_ITEMS = 4096
 #: Movies in the float32 pass's first stage (or a 32nd of the catalog, if more); each later stage
 #: doubles the movies scored.
 FIRST_STAGE = 1024
-# Scores computed at once within a stage (rows x the stage's movies), and float64 scores in the
-# rows ranked again from full rows: bounds the scratch whatever the block of users.
+# Scores computed at once within a stage (rows x the stage's movies), float64 scores in the rows
+# ranked again from full rows, and float64 products re-scored at once (rows x kept x factors):
+# bounds the scratch whatever the block of users.
 _STAGE_ELEMENTS = 1 << 22
 _REDO_ELEMENTS = 1 << 22
+_RESCORE_ELEMENTS = 1 << 22
 
 _U32 = 2.0**-24
 
@@ -113,17 +115,32 @@ class DotTopK32:
         # from position h on (NaN-propagating maximum: a NaN anywhere later poisons the bound)
         self._tail_norm = np.maximum.accumulate(norms[order][::-1])[::-1]
         self._tail_offset = np.maximum.accumulate(self.offsets64[order][::-1])[::-1]
-        first = min(n_items, max(FIRST_STAGE, n_items // 32))
+        first = min(n_items, max(FIRST_STAGE, n_items // 32, 1))
         ends = [first]
         while ends[-1] < n_items:
             ends.append(min(n_items, 2 * ends[-1]))
         self._stage_ends = ends
 
     def bound(self, users64: np.ndarray) -> np.ndarray:
-        """Per user (rows of ``users64``), how far a float32 score may be from the exact one."""
+        """Per user (rows of ``users64``), how far a float32 score may be from the exact one. Below
+        float32's normal range each rounding may also be off by half the smallest subnormal,
+        2^-150: at most d 2^-149 over the sum's products, and 2^-150 (sqrt(d) (|x_u| + max |y_i|)
+        + 1) for the float32 rounding of the factors and the offset; doubled with the rest."""
+        d = self.items64.shape[1]
         with np.errstate(over="ignore", invalid="ignore"):
             norms = np.sqrt(np.einsum("ij,ij->i", users64, users64))
-            return self._factor * (norms * self._item_norm + self._offset_max)
+            subnormal = d * 2.0**-149 + 2.0**-150 * (np.sqrt(d) * (norms + self._item_norm) + 1.0)
+            return self._factor * (norms * self._item_norm + self._offset_max) + 2.0 * subnormal
+
+    def _no_overflow(self, users64: np.ndarray) -> np.ndarray:
+        """Per user, whether no float32 factor, product or partial sum of its scores can overflow
+        (every one is at most |x_u| max |y_i| + max |b_i|, with rounding's growth, kept below 2^126).
+        Where one could, a movie may have dropped out of the float32 pass as NaN: such rows are
+        ranked from float64 rows."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.sqrt(np.einsum("ij,ij->i", users64, users64))
+            largest = np.maximum(norms * self._item_norm + self._offset_max, norms)
+            return (largest < 2.0**126) & (max(self._item_norm, self._offset_max) < 2.0**126)
 
     def top_k(self, user_index: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
               candidates: np.ndarray | None = None, spare: int | None = None
@@ -134,6 +151,12 @@ class DotTopK32:
         pass (default max(8, k' // 4))."""
         user_index = np.asarray(user_index, dtype=np.int64)
         n_items = self.items32.shape[0]
+        exclude = check_exclude(exclude, (len(user_index), n_items))
+        if candidates is not None:
+            candidates = np.asarray(candidates)
+            if candidates.dtype != np.bool_ or candidates.shape != (n_items,):
+                raise ValueError(f"candidates must be a bool array of shape ({n_items},), got "
+                                 f"{candidates.dtype} {candidates.shape}")
         width = min(int(k), n_items)
         pick = _picked(width, n_items, spare)
         if width == 0 or len(user_index) == 0:
@@ -141,13 +164,21 @@ class DotTopK32:
                     np.full((len(user_index), width), -np.inf))
         block = self.users[user_index]
         users64 = block.astype(np.float64)
-        kept, kept32, _ = self._staged_pass(block.astype(np.float32, copy=False), users64, pick, exclude,
-                                            candidates)
-        items, scores = rescore_top(users64, self.items64, self.offsets64, kept, width)
+        with np.errstate(over="ignore", invalid="ignore"):  # such rows go to float64 (_no_overflow)
+            kept, kept32, _ = self._staged_pass(block.astype(np.float32, copy=False), users64, pick,
+                                                exclude, candidates)
+        items = np.empty((len(user_index), width), dtype=np.int64)
+        scores = np.empty((len(user_index), width))
+        step = max(1, _RESCORE_ELEMENTS // (pick * max(self.items64.shape[1], 1)))
+        for start in range(0, len(user_index), step):  # a piece of rows at a time: bounded scratch
+            rows = slice(start, start + step)
+            items[rows], scores[rows] = rescore_top(users64[rows], self.items64, self.offsets64,
+                                                    kept[rows], width)
         last = kept32[:, -1].astype(np.float64)
         with np.errstate(invalid="ignore"):
             # a row that kept fewer than `pick` movies kept every allowed one: nothing was left out
-            proven = (kept[:, -1] < 0) | (scores[:, -1] > last + self.bound(users64))
+            proven = self._no_overflow(users64) & (
+                (kept[:, -1] < 0) | (scores[:, -1] > last + self.bound(users64)))
         redo = np.flatnonzero(~proven)
         step = max(1, _REDO_ELEMENTS // n_items)
         for start in range(0, len(redo), step):

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from movierec._arrays import run_positions
 
-__all__ = ["top_k", "top_k_reference"]
+__all__ = ["check_exclude", "top_k", "top_k_reference"]
 
 # Rows are processed in blocks of about this many scores: bounds the scratch memory (a masked copy of
 # the block, plus a negated copy and a mask on the exact path) to tens of MB whatever the batch size,
@@ -70,7 +70,7 @@ def top_k(
     """
     scores, k = _check_scores_and_k(scores, k)
     n_users, n_items = scores.shape
-    excl = _check_exclude(exclude, scores.shape)
+    excl = check_exclude(exclude, scores.shape)
     banned = _check_candidates(candidates, scores.shape)
     work_dtype = _work_dtype(scores.dtype)
     kk = min(k, n_items)
@@ -232,7 +232,7 @@ def top_k_reference(
     """
     scores, k = _check_scores_and_k(scores, k)
     n_users, n_items = scores.shape
-    excl = _check_exclude(exclude, scores.shape)
+    excl = check_exclude(exclude, scores.shape)
     banned = _check_candidates(candidates, scores.shape)
     if banned is not None:
         banned = np.broadcast_to(banned, scores.shape)
@@ -272,7 +272,8 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _check_exclude(exclude: object, shape: tuple[int, int]) -> sp.csr_matrix | None:
+def check_exclude(exclude: object, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """``exclude`` as CSR, checked to have ``shape`` (None stays None)."""
     if exclude is None:
         return None
     excl = sp.csr_matrix(exclude) if sp.issparse(exclude) else sp.csr_matrix(np.asarray(exclude))

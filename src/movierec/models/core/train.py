@@ -183,7 +183,8 @@ def pooled(figures: dict[str, float], count: int) -> dict[str, float]:
         return figures
     keys = list(figures)
     squares = [key.endswith("_rmse") for key in keys]
-    sums = [(figures[key] ** 2 if square else figures[key]) * count
+    # a replica without rows adds nothing (its means are NaN: NaN x 0 would spoil every replica's)
+    sums = [(figures[key] ** 2 if square else figures[key]) * count if count else 0.0
             for key, square in zip(keys, squares, strict=True)]
     total = replicas.total(np.array([*sums, count], dtype=np.float64))
     n = total[-1]
