@@ -41,6 +41,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from movierec._arrays import concat_ranges
 from movierec.models.core.topk import check_exclude, top_k
 
 __all__ = ["MIN_ITEMS", "DotTopK32", "rescore_top"]
@@ -206,8 +207,7 @@ class DotTopK32:
         kept32 = np.full((n_rows, pick), np.nan, dtype=np.float32)
         if exclude is not None:
             exclude = sp.csr_matrix(exclude)
-            excl_rows = np.repeat(np.arange(n_rows), np.diff(exclude.indptr))
-            excl_pos = self._inverse[exclude.indices]
+            excl_pos = self._inverse[exclude.indices]  # each seen movie's place in the scoring order
         banned = None if candidates is None else ~np.asarray(candidates, dtype=bool)[self._order]
         with np.errstate(over="ignore", invalid="ignore"):
             user_norm = np.sqrt(np.einsum("ij,ij->i", users64, users64))
@@ -215,9 +215,6 @@ class DotTopK32:
         lo = scored = 0
         for hi in self._stage_ends:
             scored += len(active) * (hi - lo)
-            row_of = None
-            if exclude is not None:
-                row_of = np.full(n_rows, -1, dtype=np.int64)
             step = max(1, _STAGE_ELEMENTS // (hi - lo))
             for start in range(0, len(active), step):
                 rows = active[start : start + step]
@@ -226,12 +223,12 @@ class DotTopK32:
                     scores32 += self._offsets32_ordered[lo:hi]
                 if banned is not None:
                     scores32[:, banned[lo:hi]] = np.nan
-                if row_of is not None:
-                    row_of[rows] = np.arange(len(rows))
-                    r = row_of[excl_rows]
-                    hit = (r >= 0) & (excl_pos >= lo) & (excl_pos < hi)
-                    scores32[r[hit], excl_pos[hit] - lo] = np.nan
-                    row_of[rows] = -1
+                if exclude is not None:  # the piece's own seen movies, through the CSR's row pointers
+                    counts = exclude.indptr[rows + 1] - exclude.indptr[rows]
+                    pos = excl_pos[concat_ranges(exclude.indptr[rows], counts)]
+                    r = np.repeat(np.arange(len(rows)), counts)
+                    hit = (pos >= lo) & (pos < hi)
+                    scores32[r[hit], pos[hit] - lo] = np.nan
                 # the rows' kept movies compete with the stage's: NaN (not allowed) in unfilled slots
                 top, top32 = top_k(np.hstack([kept32[rows], scores32]), pick, overwrite=True)
                 del scores32
