@@ -165,6 +165,14 @@ def test_ials_ranks_the_same_with_and_without_the_float32_pass(monkeypatch: pyte
         got = model.recommend_indices(users, 10, workers=workers)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
+    # in stages of 16, 32, ... movies, blocks of 64 users on two threads: the same lists and scores
+    monkeypatch.setattr(dot_topk, "FIRST_STAGE", 16)
+    monkeypatch.setattr(DotTopK32, "batch_users", 64)
+    model.__dict__.pop("_cpu_dot_top_k_cache")
+    assert model._cpu_dot_top_k()._stage_ends[0] == 16 and model.batch_users() == 64
+    staged = model.recommend_indices(users, 10, workers=2)
+    np.testing.assert_array_equal(staged[0], got[0])
+    np.testing.assert_array_equal(staged[1], got[1])
     # one user alone gets the list and the scores it gets in a batch, to the bit
     alone = model.recommend_indices(users[7:8], 10)
     np.testing.assert_array_equal(alone[1], got[1][7:8])
