@@ -88,22 +88,21 @@ class DotTopK32:
         self.offsets64 = np.asarray(offsets, dtype=np.float64)
         self.full_scores = full_scores
         d = self.items64.shape[1]
-        with np.errstate(over="ignore", invalid="ignore"):
-            item_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", self.items64, self.items64),
-                                             initial=0.0)))
+        norms = _norms(self.items64)
+        with np.errstate(invalid="ignore"):
+            item_norm = float(np.max(norms, initial=0.0))
             offset_max = float(np.max(np.abs(self.offsets64), initial=0.0))
         self._item_norm, self._offset_max = item_norm, offset_max
         self._factor = 2.0 * (d + 2) * _U32
-        self._prepare_stages(users)
+        self._prepare_stages(users, norms)
 
-    def _prepare_stages(self, users: np.ndarray) -> None:
+    def _prepare_stages(self, users: np.ndarray, norms: np.ndarray) -> None:
         """The movies in the order the float32 pass scores them (largest score bound first) and, for
-        each stage boundary, the bound on every later movie's vector norm and offset."""
+        each stage boundary, the bound on every later movie's vector norm (``norms``) and offset."""
         n_items = self.items64.shape[0]
+        sample = _norms(np.asarray(users[:: max(1, len(users) // 4096)], np.float64))
         with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", self.items64, self.items64))
-            sample = np.asarray(users[:: max(1, len(users) // 4096)], np.float64)
-            typical = float(np.median(np.sqrt(np.einsum("ij,ij->i", sample, sample)))) if len(sample) else 1.0
+            typical = float(np.median(sample)) if len(sample) else 1.0
             key = norms * (typical if np.isfinite(typical) else 1.0) + self.offsets64
         # NaN keys sort last; a NaN norm or offset makes every bound before it NaN (never proven)
         order = np.argsort(-key, kind="stable")
@@ -123,23 +122,25 @@ class DotTopK32:
         self._stage_ends = ends
 
     def bound(self, users64: np.ndarray) -> np.ndarray:
-        """Per user (rows of ``users64``), how far a float32 score may be from the exact one. Below
-        float32's normal range each rounding may also be off by half the smallest subnormal,
-        2^-150: at most d 2^-149 over the sum's products, and 2^-150 (sqrt(d) (|x_u| + max |y_i|)
-        + 1) for the float32 rounding of the factors and the offset; doubled with the rest."""
+        """Per user (rows of ``users64``), how far a float32 score may be from the exact one."""
+        return self._bound(_norms(users64))
+
+    def _bound(self, norms: np.ndarray) -> np.ndarray:
+        """`bound` from the users' vector norms. Below float32's normal range each rounding may also
+        be off by half the smallest subnormal, 2^-150: at most d 2^-149 over the sum's products, and
+        2^-150 (sqrt(d) (|x_u| + max |y_i|) + 1) for the float32 rounding of the factors and the
+        offset; doubled with the rest."""
         d = self.items64.shape[1]
         with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", users64, users64))
             subnormal = d * 2.0**-149 + 2.0**-150 * (np.sqrt(d) * (norms + self._item_norm) + 1.0)
             return self._factor * (norms * self._item_norm + self._offset_max) + 2.0 * subnormal
 
-    def _no_overflow(self, users64: np.ndarray) -> np.ndarray:
-        """Per user, whether no float32 factor, product or partial sum of its scores can overflow
-        (every one is at most |x_u| max |y_i| + max |b_i|, with rounding's growth, kept below 2^126).
-        Where one could, a movie may have dropped out of the float32 pass as NaN: such rows are
-        ranked from float64 rows."""
+    def _no_overflow(self, norms: np.ndarray) -> np.ndarray:
+        """Per user (its vector norm), whether no float32 factor, product or partial sum of its
+        scores can overflow (every one is at most |x_u| max |y_i| + max |b_i|, with rounding's
+        growth, kept below 2^126). Where one could, a movie may have dropped out of the float32 pass
+        as NaN: such rows are ranked from float64 rows."""
         with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", users64, users64))
             largest = np.maximum(norms * self._item_norm + self._offset_max, norms)
             return (largest < 2.0**126) & (max(self._item_norm, self._offset_max) < 2.0**126)
 
@@ -165,8 +166,9 @@ class DotTopK32:
                     np.full((len(user_index), width), -np.inf))
         block = self.users[user_index]
         users64 = block.astype(np.float64)
+        norms = _norms(users64)
         with np.errstate(over="ignore", invalid="ignore"):  # such rows go to float64 (_no_overflow)
-            kept, kept32, _ = self._staged_pass(block.astype(np.float32, copy=False), users64, pick,
+            kept, kept32, _ = self._staged_pass(block.astype(np.float32, copy=False), norms, pick,
                                                 exclude, candidates)
         items = np.empty((len(user_index), width), dtype=np.int64)
         scores = np.empty((len(user_index), width))
@@ -178,8 +180,8 @@ class DotTopK32:
         last = kept32[:, -1].astype(np.float64)
         with np.errstate(invalid="ignore"):
             # a row that kept fewer than `pick` movies kept every allowed one: nothing was left out
-            proven = self._no_overflow(users64) & (
-                (kept[:, -1] < 0) | (scores[:, -1] > last + self.bound(users64)))
+            proven = self._no_overflow(norms) & (
+                (kept[:, -1] < 0) | (scores[:, -1] > last + self._bound(norms)))
         redo = np.flatnonzero(~proven)
         step = max(1, _REDO_ELEMENTS // n_items)
         for start in range(0, len(redo), step):
@@ -192,7 +194,7 @@ class DotTopK32:
                                                     width)
         return items, scores
 
-    def _staged_pass(self, users32: np.ndarray, users64: np.ndarray, pick: int,
+    def _staged_pass(self, users32: np.ndarray, user_norm: np.ndarray, pick: int,
                      exclude: sp.csr_matrix | None, candidates: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray, int]:
         """Step 1 in stages: per row, the ``pick`` best allowed movies by float32 score (item indices,
@@ -201,16 +203,14 @@ class DotTopK32:
         movie after the current stage can reach its ``pick``-th float32 score (|x_u| times the
         largest later |y_i|, plus the largest later offset, bounds their exact scores), so that
         every movie a row leaves out scored at most its last kept float32 score or was never
-        reached by it."""
+        reached by it. ``user_norm``: the rows' float64 vector norms; ``exclude`` as `check_exclude`
+        gives it."""
         n_rows = len(users32)
         kept = np.full((n_rows, pick), -1, dtype=np.int64)
         kept32 = np.full((n_rows, pick), np.nan, dtype=np.float32)
         if exclude is not None:
-            exclude = sp.csr_matrix(exclude)
             excl_pos = self._inverse[exclude.indices]  # each seen movie's place in the scoring order
-        banned = None if candidates is None else ~np.asarray(candidates, dtype=bool)[self._order]
-        with np.errstate(over="ignore", invalid="ignore"):
-            user_norm = np.sqrt(np.einsum("ij,ij->i", users64, users64))
+        banned = None if candidates is None else ~candidates[self._order]
         active = np.arange(n_rows)
         lo = scored = 0
         for hi in self._stage_ends:
@@ -261,9 +261,17 @@ class DotTopK32:
             return 1.0
         block = self.users[user_index]
         pick = _picked(min(int(k), n_items), n_items, None)
-        _, _, scored = self._staged_pass(block.astype(np.float32, copy=False), block.astype(np.float64),
-                                         pick, exclude, None)
+        exclude = check_exclude(exclude, (len(user_index), n_items))
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, _, scored = self._staged_pass(block.astype(np.float32, copy=False),
+                                             _norms(block.astype(np.float64)), pick, exclude, None)
         return scored / (len(user_index) * n_items)
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    """Each row's Euclidean norm, float64 (inf or NaN where the row has such values)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 
 def _picked(width: int, n_items: int, spare: int | None) -> int:
