@@ -165,6 +165,7 @@ def test_the_index_is_saved_reused_and_a_stale_one_rebuilt(data: Any, tmp_path: 
         reused = attach(again, folder, ann="on")
     assert reused.index.fingerprint == first.index.fingerprint
     assert reused.index.nprobe == first.index.nprobe
+    assert reused.index.seen_ahead == first.index.seen_ahead < 1.0
     users = np.arange(len(again.users_))
     np.testing.assert_array_equal(again.recommend_indices(users, 10)[0],
                                   model.recommend_indices(users, 10)[0])
@@ -187,6 +188,30 @@ def test_a_corrupt_index_file_is_rebuilt(data: Any, tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.WARNING, logger="movierec.retrieval"):
         assert attach(model, tmp_path, ann="on") is not None
     assert "corrupt" in caplog.text
+
+
+@needs_faiss
+@pytest.mark.parametrize(("edit", "said"), [
+    ({"format_version": 1}, "unknown format"),  # written before seen_ahead was kept
+    ({"seen_ahead": None}, "incomplete metadata"),
+    ({"seen_ahead": 1.5}, "invalid metadata"),
+    ({"nprobe": 0}, "invalid metadata"),
+    ({"n_items": "many"}, "incomplete metadata"),
+])
+def test_metadata_from_another_format_or_out_of_range_is_rebuilt(data: Any, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture,
+                                                                 edit: dict, said: str) -> None:
+    import json
+
+    model = _fit("ials", data)
+    built = attach(model, tmp_path, ann="on").index
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, **edit}))
+    with caplog.at_level(logging.WARNING, logger="movierec.retrieval"):
+        rebuilt = attach(model, tmp_path, ann="on").index
+    assert said in caplog.text
+    assert rebuilt is not built and rebuilt.seen_ahead == built.seen_ahead
+    assert json.loads((tmp_path / META_FILE).read_text()) == meta  # and saved again, whole
 
 
 def test_without_faiss_the_model_scores_exactly(data: Any, monkeypatch: pytest.MonkeyPatch,
@@ -421,28 +446,91 @@ def test_ties_at_the_lists_edge_take_the_spare_candidates(data: Any) -> None:
 
 
 @needs_faiss
-def test_a_crowded_list_is_fetched_twice_as_deep_each_round(data: Any) -> None:
-    """Users whose seen movies crowd their first fetch are fetched again at 2x the depth each round
-    (not straight at the depth that all their seen movies would need), and still get the exact lists."""
+def test_the_first_fetch_makes_room_for_the_seen_movies_then_doubles(data: Any) -> None:
+    """A user's first fetch holds k, the seen movies the calibration expects above the k-th unseen
+    one (`AnnIndex.seen_ahead` of their seen count) and `_FETCH_MARGIN`, rounded up to a power of
+    two; a user whose list does not fill is fetched again at 2x the depth each round (not straight
+    at the depth that all their seen movies would need), and still gets the exact list."""
+    import movierec.retrieval.retriever as retriever_module
+
     model = _fit("ials", data)
     retriever = _exhaustive(attach(model, ann="on", target_recall=1.0))
-    depths: list[tuple[int, int]] = []
-    search = retriever.index.search
+    assert 0.0 < retriever.index.seen_ahead < 1.0  # ials ranks some seen movies first, not all
+    depths: dict[int, list[int]] = {}
+    from_index = retriever._from_index
 
-    def recording(vectors, m, nprobe=None):
-        depths.append((len(vectors), m))
-        return search(vectors, m, nprobe)
+    def recording(parts, users, m, *args):
+        for user in users.tolist():
+            depths.setdefault(user, []).append(m)
+        return from_index(parts, users, m, *args)
 
-    retriever.index.search = recording
+    retriever._from_index = recording
     users = np.arange(len(model.users_))
-    got = model.recommend_indices(users, 10)
     want = _exact(model, users, 10)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
-    ms = [m for _, m in depths]
-    assert ms[0] == 32 and len(ms) >= 2  # (a few heavy users skip the index: too deep to fetch)
-    assert all(b == 2 * a for a, b in itertools.pairwise(ms))  # one depth a round, doubling
-    assert [n for n, _ in depths] == sorted((n for n, _ in depths), reverse=True)  # fewer users each round
+    seen = np.diff(model.seen_.indptr)
+    n_items = len(model.items_)
+    for share in (retriever.index.seen_ahead, 0.0):  # calibrated; none expected: lists come up short
+        retriever.index.seen_ahead = share
+        depths.clear()
+        got = model.recommend_indices(users, 10)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+        for user, ms in depths.items():
+            need = 10 + int(np.ceil(share * seen[user])) + retriever_module._FETCH_MARGIN
+            deep = 10 + seen[user]  # at least: the deepest fetch holds every seen movie
+            assert ms[0] == min(1 << int(np.ceil(np.log2(need))), n_items) or ms[0] >= deep, (user, ms)
+            assert all(b == min(2 * a, n_items) for a, b in itertools.pairwise(ms)), (user, ms)
+        if share:
+            assert len({ms[0] for ms in depths.values()}) >= 2  # more seen movies: a deeper first fetch
+            calibrated_rounds = max(len(ms) for ms in depths.values())
+    assert {ms[0] for ms in depths.values()} == {16}
+    short = sum(len(ms) >= 2 for ms in depths.values())
+    assert short > len(users) // 10 and calibrated_rounds == 1  # the share spares the second rounds
+
+
+def test_seen_ahead_is_the_share_of_seen_movies_above_the_kth_unseen_one() -> None:
+    """By hand: one factor, scores = item factors; users 0-2 have seen movies, user 3 none."""
+    import scipy.sparse as sp
+
+    from movierec.models.core.recommender import DotParts
+    from movierec.retrieval.retriever import _seen_ahead
+
+    items = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
+    parts = DotParts(np.ones((4, 1), np.float32), items, np.zeros(5), True)
+    seen = sp.csr_matrix(np.array([[1, 1, 0, 0, 0],    # both above the 2nd unseen (2.0): 2 of 2
+                                   [1, 0, 0, 0, 1],    # 5.0 above 3.0, 1.0 not: 1 of 2
+                                   [0, 0, 0, 1, 0],    # 2.0 below 4.0: 0 of 1
+                                   [0, 0, 0, 0, 0]]))  # none seen: does not count
+    kth = np.array([[2.0], [3.0], [4.0], [4.0]])  # each user's 2nd best unseen score
+    users = np.arange(4)
+    assert _seen_ahead(parts, users, kth, seen, quantile=1.0) == 1.0
+    assert _seen_ahead(parts, users, kth, seen, quantile=0.5) == 0.5
+    assert _seen_ahead(parts, users, kth, seen, quantile=0.0) == 0.0
+    # a score equal to the k-th counts as ahead (ties may come first); -inf: too few unseen, skipped
+    assert _seen_ahead(parts, users, np.array([[2.0], [3.0], [2.0], [4.0]]), seen, quantile=0.5) == 1.0
+    assert _seen_ahead(parts, users, np.array([[2.0], [-np.inf], [4.0], [4.0]]), seen, 0.5) == 0.5
+    assert _seen_ahead(parts, users[3:], kth[3:], seen[3:]) == 1.0  # nobody counts: the safe default
+
+
+@needs_faiss
+def test_calibration_measures_how_often_a_model_ranks_seen_movies_first(data: Any) -> None:
+    """iALS (fitted to predict what users watched) ranks more of their seen movies above their
+    10th unseen one than biased-mf-als (fitted to ratings); each index's share is the quantile of
+    the calibration users' own shares, computed from the exact scores."""
+    from movierec.retrieval.retriever import _calibration_users, _seen_ahead
+    from movierec.retrieval.retriever import _exact as exact_lists
+
+    shares = {}
+    for name in ("ials", "biased-mf-als"):
+        model = _fit(name, data)
+        index = attach(model, ann="on").index
+        parts = model._dot_parts()
+        users = _calibration_users(len(parts.users))
+        kth = exact_scores(parts, users, exact_lists(model, users, 10, model.seen_, None)[0][:, -1:])
+        tolerance = 1e-6 * np.maximum(np.abs(kth), 1.0)
+        assert index.seen_ahead == _seen_ahead(parts, users, kth - tolerance, model.seen_[users])
+        shares[name] = index.seen_ahead
+    assert shares["ials"] > 2 * shares["biased-mf-als"]
 
 
 @needs_faiss

@@ -2,8 +2,9 @@
 that decides when a model gets one.
 
 `AnnRetriever.top_k` answers `Recommender.recommend_indices` (diversity 0) for a model whose
-`DotParts` it was built from. Per user it over-fetches: first ``k`` divided by the share of movies
-that pass the filters, plus a margin (twice that for a user with many seen movies); drops seen and
+`DotParts` it was built from. Per user it over-fetches: first ``k`` plus the seen movies the model is
+expected to rank above the k-th unseen one (`AnnIndex.seen_ahead`, measured at calibration), divided
+by the share of movies that pass the filters, plus a margin; drops seen and
 filtered movies; orders the rest by the index's inner products, re-scores the list exactly (float64;
 with `_SPARE` more candidates where the index's float32 products cannot tell the k-th from the next
 within their rounding bound) and orders it by (score, item index) as `movierec.models.core.topk`
@@ -48,6 +49,8 @@ _MAX_FETCH_SHARE = 0.25
 _BLOCK_ELEMENTS = 1 << 20
 # Users x movies in the scratch mask that drops seen movies from fetched lists (bytes: one each).
 _MASK_ELEMENTS = 1 << 22
+# Candidates fetched beyond those a user's list is expected to need (`AnnRetriever.top_k`).
+_FETCH_MARGIN = 4
 # Candidates re-scored exactly beyond k, so that near-ties at the list's edge resolve exactly.
 _SPARE = 8
 # Users whose lists calibrate the index.
@@ -103,21 +106,19 @@ class AnnRetriever:
         def rounded(need: np.ndarray) -> np.ndarray:  # powers of two: few distinct batch shapes
             return np.minimum(1 << np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), n_items)
 
-        # Fetch enough for k allowed movies first. A user whose list does not fill (seen movies
-        # crowd the best candidates) is fetched twice as deep each round, up to deep enough for all
-        # their excluded movies; one whose probed lists ran out probes 4x the lists; one who still
-        # has too few once every list is probed is scored exactly. Doubling, not jumping straight
-        # to the deepest fetch, because a fetch costs with its depth (faiss keeps a heap of it) and
-        # most users a first fetch leaves short are one doubling from full (iALS, 80k movies: 279
-        # of 292 needed 64 where the deepest fetch was 128-1,024).
+        # Fetch enough for k allowed movies first: k divided by the share of movies the filters
+        # allow, plus the seen movies the model is expected to rank among them (the index's
+        # calibrated share of a user's seen movies that rank above their 10th unseen one: a rating
+        # model rarely puts seen movies first, an implicit one often does), plus `_FETCH_MARGIN`.
+        # A user whose list does not fill is fetched twice as deep each round, up to deep enough for
+        # all their excluded movies; one whose probed lists ran out probes 4x the lists; one who
+        # still has too few once every list is probed is scored exactly. Doubling, not jumping
+        # straight to the deepest fetch, because a fetch costs with its depth (faiss keeps a heap of
+        # it): on 80k movies faiss answers a fetch of 16 about 1.1x as fast as one of 32.
         deep = rounded(np.ceil((width + excluded) / max(share, 1e-12) * 1.2).astype(np.int64) + 16)
-        fetch = np.minimum(rounded(np.full(len(user_index), int(np.ceil(width / max(share, 1e-12))) + 16)),
-                           deep)
-        # a user with at least twice as many seen movies as that starts one doubling deeper: on iALS
-        # (which scores seen movies high) most such users' first fetch would come back short, and a
-        # second search costs more than the deeper first one (1.11x the queries per second overall)
-        crowded = excluded >= 2 * fetch
-        fetch[crowded] = np.minimum(2 * fetch[crowded], deep[crowded])
+        ahead = np.ceil(self.index.seen_ahead * excluded)
+        need = np.ceil((width + ahead) / max(share, 1e-12)).astype(np.int64) + _FETCH_MARGIN
+        fetch = np.minimum(rounded(need), deep)
         # too deep to be worth it, or every list probed in vain: scored exactly below
         left = deep > max(_MAX_FETCH_SHARE * n_items, 4 * width + 64)
         answered = np.zeros(len(user_index), dtype=bool)
@@ -186,13 +187,14 @@ class AnnRetriever:
         # (best first; the movies of one stored row in ascending index order, as ties break). Where
         # the width-th product is more than twice their error bound above the next, the list's movies
         # are known and only they are re-scored; elsewhere (near-ties at the edge) `_SPARE` more are,
-        # so that those fall the exact path's way; a user whose near-ties run past those too is
-        # scored exactly (`unsettled`).
+        # so that those fall the exact path's way (a fetch too shallow to hold them all is not
+        # full: fetched twice as deep); a user whose near-ties run past them too is scored exactly
+        # (`unsettled`).
         kept = np.where(valid, found, -1)
         users64 = np.asarray(parts.users[users], np.float64)
-        short = min(m, width + _SPARE)
+        short = min(m - 1, width + _SPARE)  # the next fetched one tells whether the spares settle it
         unsettled = np.zeros(len(found), dtype=bool)
-        if short >= m:
+        if m <= width or m >= len(parts.items):  # nothing past the fetch: re-score all of it
             top, top_values = rescore_top(users64, parts.items, parts.offsets, kept, width)
             return top, top_values, full, ran_out, unsettled
         rows = np.arange(len(found))[:, None]
@@ -204,6 +206,8 @@ class AnnRetriever:
             unsettled = ~proven & (inner[:, short] > -np.inf) & ~(inner[:, short - 1] - inner[:, short]
                                                                    > bound)
         full &= ~unsettled
+        if short < width + _SPARE:  # the fetch held fewer spares: a deeper one holds them all
+            unsettled[:] = False  # (not full: fetched again twice as deep)
         top = np.full((len(kept), width), -1, dtype=np.int64)
         top_values = np.full((len(kept), width), -np.inf)
         for which, slots in ((proven, width), (~proven & ~unsettled, short)):
@@ -381,8 +385,27 @@ def _calibrate(retriever: AnnRetriever, model: Recommender, target: float, k: in
         hit = (got >= 0) & (exact_scores(parts, users, got) >= kth - tolerance)
         return float(hit.sum() / max(wanted, 1))
 
+    retriever.index.seen_ahead = _seen_ahead(parts, users, kth - tolerance, model.seen_[users])
     retriever.index.calibrate(recall_at, target)
     retriever.ann_users = retriever.exact_users = 0
+
+
+def _seen_ahead(parts: DotParts, users: np.ndarray, kth: np.ndarray, seen: sp.csr_matrix,
+                quantile: float = 0.9) -> float:
+    """The ``quantile`` over ``users`` of the share of each one's ``seen`` movies (rows: the users)
+    whose exact score reaches their ``kth`` (n, 1) score; users without seen movies, or with fewer
+    than k unseen ones (``kth`` -inf: every list runs out anyway), do not count. 1.0 when none
+    counts."""
+    counts = np.diff(seen.indptr)
+    rows = np.repeat(np.arange(len(users)), counts)
+    x = np.asarray(parts.users[users], np.float64)[rows]
+    scores = (np.einsum("nk,nk->n", x, np.asarray(parts.items[seen.indices], np.float64))
+              + np.asarray(parts.offsets, np.float64)[seen.indices])
+    ahead = np.bincount(rows[scores >= kth[rows, 0]], minlength=len(users))
+    counted = (counts > 0) & np.isfinite(kth[:, 0])
+    if not counted.any():
+        return 1.0
+    return float(np.quantile(ahead[counted] / counts[counted], quantile))
 
 
 def describe(retriever: Any) -> str:
