@@ -5,6 +5,7 @@ movie can reach its list).
 
     python benchmarks/retrieval.py                           # ials and biased-mf-als, 80k movies
     python benchmarks/retrieval.py --models ials --queries 500 --target 0.99
+    python benchmarks/retrieval.py --no-gpu                  # skip the GPU section
 
 Data: `synthesize` (MovieLens-shaped) with ``--items`` movies, ``--users`` users and ``--ratings``
 ratings; each model is fitted on it with ``--factors`` factors for ``--epochs`` epochs (learned factors,
@@ -32,6 +33,11 @@ hits both. Recall@10 is
 tie-tolerant: a returned movie counts when its exact score reaches the user's 10th best exact score.
 Both paths use every core (numpy's BLAS and faiss' OpenMP). Figures vary with the machine's load: the
 project's shared box is 2 cores shared by several sessions; run it on a quiet machine for publication.
+
+GPU section (only where faiss can use a GPU: faiss-gpu-cu12 in place of faiss-cpu, and a GPU): the
+same models, users and calls with the index searched on GPU 0 (`attach(..., gpu=True)`: built,
+calibrated and searched there, deeper fetches than the GPU's k-selection allows on the CPU index),
+against the CPU index and every movie scored, timed in turns as above; and its recall@10.
 """
 
 from __future__ import annotations
@@ -112,17 +118,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--single", type=int, default=200, help="users asked one per call")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section")
     args = parser.parse_args()
 
     from movierec.data.synth import synthesize
     from movierec.models.registry import create_model
-    from movierec.retrieval import attach
+    from movierec.retrieval import attach, describe, faiss_gpus
 
     start = time.perf_counter()
     data = synthesize(args.users, args.items, args.ratings, seed=args.seed).ratings
     print(f"data: {data.n_users:,} users, {data.n_items:,} movies, {len(data):,} ratings "
           f"({time.perf_counter() - start:.1f} s)")
-    rows = []
+    rows, fitted = [], {}
     for name in args.models:
         start = time.perf_counter()
         model = create_model(name, factors=args.factors, epochs=args.epochs, device="cpu").fit(data)
@@ -175,6 +182,7 @@ def main() -> None:
                 use(ranker)
                 single_s[key].append(_best_s(one_by_one, 1))
         model.retriever = retriever
+        fitted[name] = (model, users, ranked, every, use)
         rows.append({
             "model": name, "fit_s": fit_s, "build_s": build_s, "nlist": retriever.index.nlist,
             "nprobe": retriever.index.nprobe, "calibration": retriever.index.recall,
@@ -206,6 +214,33 @@ def main() -> None:
     print(f"\ntarget (recall@10 >= 0.98 at >= 10x every movie scored): {'met' if target else 'NOT met'}")
     print("faiss against the exact path as it ships: "
           + ", ".join(f"{r['model']} {r['speedup_exact']:.1f}x" for r in rows))
+    if args.no_gpu:
+        return
+    if not faiss_gpus():
+        print("\nGPU (faiss-gpu): skipped (faiss here cannot use a GPU: faiss-gpu-cu12 and a GPU needed)")
+        return
+    print(f"\nGPU (faiss-gpu), {faiss_gpus()} GPU(s) visible to faiss:")
+    print(f"{'model':<15}{'every q/s':>11}{'cpu q/s':>11}{'gpu q/s':>11}{'vs every':>10}{'vs cpu':>9}"
+          f"{'recall@10':>11}  index")
+    for name, (model, users, ranked, every, use) in fitted.items():
+        cpu = model.retriever
+        start = time.perf_counter()
+        gpu = attach(model, ann="on", target_recall=args.target, gpu=True)
+        build_s = time.perf_counter() - start
+        found = model.recommend_indices(users, 10)[0]
+        every_s, cpu_s, gpu_s = [], [], []
+        for _ in range(args.repeats):
+            model.retriever = None
+            use(every)
+            every_s.append(_best_s(ranked, 1))
+            for attached, times in ((cpu, cpu_s), (gpu, gpu_s)):
+                model.retriever = attached
+                times.append(_best_s(ranked, 3))
+        n = len(users)
+        print(f"{name:<15}{n / min(every_s):>11,.0f}{n / min(cpu_s):>11,.0f}{n / min(gpu_s):>11,.0f}"
+              f"{float(np.median(np.divide(every_s, gpu_s))):>9.1f}x"
+              f"{float(np.median(np.divide(cpu_s, gpu_s))):>8.1f}x{_recall(model, users, found):>11.3f}"
+              f"  {describe(gpu)} (built in {build_s:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from movierec.data.synth import synthesize
 from movierec.errors import ConfigError
 from movierec.models.core.topk import top_k
 from movierec.models.registry import create_model
-from movierec.retrieval import ANN_MIN_ITEMS, AnnIndex, attach
+from movierec.retrieval import ANN_MIN_ITEMS, AnnIndex, attach, describe, faiss_gpus
 from movierec.retrieval.index import INDEX_FILE, META_FILE, exact_scores
 
 needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
@@ -584,3 +584,76 @@ def test_near_ties_past_the_spares_are_scored_exactly(data: Any) -> None:
     want = _exact(model, users, 10, exclude_seen=False)
     np.testing.assert_array_equal(got[0], want[0])
     assert retriever.exact_users == len(users)
+
+
+class _Recording:
+    """A faiss index that notes each search's depth and nprobe, answered by the index it wraps."""
+
+    def __init__(self, index: Any) -> None:
+        self.inner, self.searches = index, []
+
+    def search(self, x: np.ndarray, k: int, params: Any = None) -> Any:
+        self.searches.append((int(k), None if params is None else int(params.nprobe)))
+        return self.inner.search(x, k, params=params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@needs_faiss
+def test_the_gpu_copy_answers_what_its_k_selection_allows_and_the_cpu_index_the_rest(
+        data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faiss
+
+    from movierec.retrieval import index as index_module
+
+    model = _fit("ials", data)
+    index = _exhaustive(attach(model, ann="on")).index
+    # a CPU clone stands in for the GPU copy (this machine has none): what is checked is which
+    # index answers which search, and that the lists are the same whichever does
+    limit = index.nlist  # so that the exhaustive probe (every list) fits on the "GPU"
+    monkeypatch.setattr(index_module, "GPU_MAX_K", limit)
+    index.gpu, index.index = _Recording(faiss.clone_index(index.index)), _Recording(index.index)
+    vectors = model._dot_parts().users[:5]
+    shallow, deep = index.search(vectors, limit), index.search(vectors, limit + 1)
+    wide = index.search(vectors, 8, nprobe=limit + 1)
+    assert index.gpu.searches == [(limit, limit)]
+    assert index.index.searches == [(limit + 1, limit), (8, limit + 1)]
+    np.testing.assert_array_equal(shallow[0], deep[0][:, :limit])
+    np.testing.assert_array_equal(wide[0], shallow[0][:, :8])
+    # through the retriever: shallow fetches on the "GPU", deeper ones on the CPU, exact lists
+    index.gpu.searches.clear()
+    index.index.searches.clear()
+    users = np.arange(len(model.users_))
+    got_items, _ = model.recommend_indices(users, 10)
+    np.testing.assert_array_equal(got_items, _exact(model, users, 10)[0])
+    assert index.gpu.searches and all(k <= limit for k, _ in index.gpu.searches)
+    assert index.index.searches and all(k > limit for k, _ in index.index.searches)
+
+
+@needs_faiss
+@pytest.mark.skipif(faiss_gpus() > 0, reason="faiss can use a GPU here")
+def test_asking_for_a_gpu_index_without_gpu_faiss_is_one_clear_error(data: Any) -> None:
+    model = _fit("biased-mf-als", data)
+    with pytest.raises(ConfigError, match=r"faiss cannot use GPU 0 here \(0 GPU\(s\).*faiss-gpu-cu12"):
+        attach(model, ann="on", gpu=True)
+    assert model.retriever is None
+    retriever = attach(model, ann="on")  # the default uses a GPU only where faiss has one
+    assert retriever.index.gpu is None and " on GPU" not in describe(retriever)
+
+
+@needs_faiss
+@pytest.mark.skipif(faiss_gpus() == 0, reason="needs faiss built with CUDA (faiss-gpu-cu12) and a GPU")
+@pytest.mark.parametrize("name", ["ials", "biased-mf-als"])
+def test_a_gpu_index_gives_the_cpu_index_lists(name: str, data: Any) -> None:
+    model = _fit(name, data)
+    users = np.arange(len(model.users_))
+    cpu = _exhaustive(attach(model, ann="on", gpu=False))
+    cpu_items, cpu_scores = model.recommend_indices(users, 10)
+    gpu = _exhaustive(attach(model, ann="on", gpu=True))
+    assert gpu.index.gpu is not None and cpu.index.gpu is None
+    assert describe(gpu).startswith("approximate top-k (faiss IVF on GPU 0,")
+    items, scores = model.recommend_indices(users, 10)
+    np.testing.assert_array_equal(items, cpu_items)
+    np.testing.assert_array_equal(scores, cpu_scores)
+    np.testing.assert_array_equal(items, _exact(model, users, 10)[0])

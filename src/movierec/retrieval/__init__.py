@@ -3,7 +3,7 @@ inner products (`movierec.models.core.recommender.DotParts`), attached to a mode
 (`attach`), so the models stay unaware of it. See docs/retrieval.md.
 """
 
-from movierec.retrieval.index import AnnIndex, fingerprint, load_faiss
+from movierec.retrieval.index import AnnIndex, faiss_gpus, fingerprint, load_faiss
 from movierec.retrieval.retriever import (
     ANN_MIN_ITEMS,
     ANN_MODES,
@@ -14,4 +14,4 @@ from movierec.retrieval.retriever import (
 )
 
 __all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "EXACT_SHARE", "AnnIndex", "AnnRetriever", "attach", "describe",
-           "fingerprint", "load_faiss"]
+           "faiss_gpus", "fingerprint", "load_faiss"]

@@ -18,7 +18,10 @@ which is exhaustive) until a recall that the caller measures reaches a target (`
 recall@10 of the final lists, seen movies excluded, against exact lists on a sample of users).
 
 faiss is optional (``pip install 'movierec[ann]'``): `load_faiss` returns None without it, and the
-callers (`movierec.retrieval.attach`) fall back to exact scoring.
+callers (`movierec.retrieval.attach`) fall back to exact scoring. With faiss-gpu and a GPU, `to_gpu`
+puts a copy of the index on the GPU (float32 vectors, as on the CPU: the same products, within the
+same error bound), which searches whatever its k-selection allows (fetches and probes of at most
+`GPU_MAX_K`); deeper fetches search the CPU index, which stays, and is what `save` writes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +39,11 @@ import numpy as np
 
 from movierec._arrays import run_positions
 from movierec._files import atomic_file
+from movierec.errors import ConfigError
 from movierec.models.core.recommender import DotParts
 
-__all__ = ["INDEX_FILE", "META_FILE", "AnnIndex", "fingerprint", "load_faiss"]
+__all__ = ["GPU_MAX_K", "INDEX_FILE", "META_FILE", "AnnIndex", "check_gpu", "faiss_gpus", "fingerprint",
+           "load_faiss"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,12 @@ _POINTS_PER_LIST = 39
 _LISTS_PER_ROOT = 2.0
 
 
+#: The largest k, and nprobe, that a faiss GPU index selects (its k-selection kernels).
+GPU_MAX_K = 2048
+_GPU_RESOURCES: list[Any] = []  # one faiss.StandardGpuResources for the process, made on first use
+_GPU_RESOURCES_LOCK = threading.Lock()
+
+
 def load_faiss() -> Any:
     """The faiss module, or None where it is not installed."""
     try:
@@ -62,6 +74,34 @@ def load_faiss() -> Any:
     except ImportError:
         return None
     return faiss
+
+
+def faiss_gpus() -> int:
+    """How many GPUs faiss can use here: 0 without faiss, with a CPU-only build (faiss-cpu), or
+    where CUDA finds none."""
+    faiss = load_faiss()
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    try:
+        return max(int(faiss.get_num_gpus()), 0)
+    except RuntimeError:  # a CUDA set-up that cannot answer has no GPU to offer
+        return 0
+
+
+def check_gpu(device: int = 0) -> None:
+    """Raise `ConfigError` (one line) unless faiss here can use GPU ``device``."""
+    visible = faiss_gpus()
+    if not 0 <= device < visible:
+        raise ConfigError(
+            f"faiss cannot use GPU {device} here ({visible} GPU(s) visible to faiss); a GPU index "
+            f"needs faiss built with CUDA (pip install faiss-gpu-cu12, in place of faiss-cpu) and a GPU")
+
+
+def _gpu_resources() -> Any:
+    with _GPU_RESOURCES_LOCK:
+        if not _GPU_RESOURCES:
+            _GPU_RESOURCES.append(load_faiss().StandardGpuResources())
+        return _GPU_RESOURCES[0]
 
 
 def fingerprint(parts: DotParts) -> str:
@@ -120,6 +160,8 @@ class AnnIndex:
             `AnnRetriever` fetches that many more candidates first, since seen movies are dropped
             from the fetched ones. A rating model rarely ranks seen movies first (biased-mf-als on
             80k movies: 0.03), an implicit one often does (ials: 0.55).
+        gpu, gpu_device: the copy of ``index`` on a GPU that `to_gpu` made, and that GPU's number
+            (None, None: searches run on the CPU).
     """
 
     index: Any
@@ -132,7 +174,11 @@ class AnnIndex:
     groups: tuple[np.ndarray, np.ndarray, np.ndarray]
     radius: float = float("nan")
     seen_ahead: float = 1.0
+    gpu: Any = field(default=None, repr=False, compare=False)
+    gpu_device: int | None = None
     _params: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # faiss' GPU indexes are not safe to search from several threads at once (the service's are)
+    _gpu_lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, parts: DotParts, *, seed: int = 0) -> AnnIndex:
@@ -155,6 +201,20 @@ class AnnIndex:
         index.add(unique)
         return cls(index, keep, 1, float("nan"), fingerprint(parts), len(rows), nlist, groups,
                    _radius(unique))
+
+    def to_gpu(self, device: int = 0) -> None:
+        """Search a copy of the index on GPU ``device`` from now on, wherever its limits allow
+        (fetches and probes of at most `GPU_MAX_K`; deeper ones search the CPU index).
+
+        Raises:
+            ConfigError: faiss here cannot use GPU ``device`` (faiss-cpu, or no such GPU).
+        """
+        check_gpu(device)
+        faiss = load_faiss()
+        options = faiss.GpuClonerOptions()
+        options.useFloat16 = False  # full float32 vectors: the CPU index's products and error bound
+        self.gpu = faiss.index_cpu_to_gpu(_gpu_resources(), device, self.index, options)
+        self.gpu_device = device
 
     def calibrate(self, recall_at: Callable[[int], float], target: float) -> None:
         """Set ``nprobe`` to the first of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ... (powers
@@ -192,7 +252,12 @@ class AnnIndex:
         params = self._params.get(nprobe)
         if params is None:  # made once per nprobe: building one costs as much as a small search
             params = self._params[nprobe] = faiss.SearchParametersIVF(nprobe=nprobe)
-        inner, found = self.index.search(self.queries(user_vectors), int(m), params=params)
+        queries = self.queries(user_vectors)
+        if self.gpu is not None and m <= GPU_MAX_K and nprobe <= GPU_MAX_K:
+            with self._gpu_lock:
+                inner, found = self.gpu.search(queries, int(m), params=params)
+        else:
+            inner, found = self.index.search(queries, int(m), params=params)
         members, starts, counts = self.groups
         if len(counts) == self.n_items:  # no duplicates: stored rows are the movies
             inner[found < 0] = -np.inf

@@ -29,7 +29,7 @@ from movierec.errors import ConfigError
 from movierec.models.core.dot_topk import rescore_top
 from movierec.models.core.recommender import DotParts, Recommender, block_users
 from movierec.models.core.topk import top_k
-from movierec.retrieval.index import AnnIndex, exact_scores, load_faiss
+from movierec.retrieval.index import AnnIndex, check_gpu, exact_scores, faiss_gpus, load_faiss
 
 __all__ = ["ANN_MIN_ITEMS", "ANN_MODES", "EXACT_SHARE", "AnnRetriever", "attach", "describe"]
 
@@ -295,7 +295,8 @@ def _exact(model: Recommender, users: np.ndarray, width: int, exclude: sp.csr_ma
 
 
 def attach(model: Recommender, folder: str | Path | None = None, ann: str = "auto", *,
-           min_items: int | None = None, target_recall: float = 0.98) -> AnnRetriever | None:
+           min_items: int | None = None, target_recall: float = 0.98,
+           gpu: bool | None = None) -> AnnRetriever | None:
     """Give ``model`` an approximate retriever per ``ann`` and return it (None: exact scoring).
 
     ``ann``: ``"off"`` never; ``"on"`` whenever the model's scores are inner products; ``"auto"``
@@ -307,9 +308,12 @@ def attach(model: Recommender, folder: str | Path | None = None, ann: str = "aut
     exact lists), then saved into ``folder`` for the next time (a folder that cannot be written only
     costs the rebuild). Without faiss the model scores exactly, with one logged warning.
 
+    ``gpu``: search the index on a GPU (`AnnIndex.to_gpu`, GPU 0); None (default) does where faiss
+    can use one (faiss-gpu and a GPU; if placing it there fails, one logged warning and the CPU).
+
     Raises:
-        ConfigError: ``ann`` is not one of `ANN_MODES`, or ``"on"`` for a model whose scores are not
-            inner products.
+        ConfigError: ``ann`` is not one of `ANN_MODES`, ``"on"`` for a model whose scores are not
+            inner products, or ``gpu=True`` where faiss cannot use a GPU.
     """
     if ann not in ANN_MODES:
         raise ConfigError(f"ann must be one of {', '.join(ANN_MODES)}, got {ann!r}")
@@ -334,10 +338,21 @@ def attach(model: Recommender, folder: str | Path | None = None, ann: str = "aut
     if load_faiss() is None:
         log.warning("faiss is not installed (pip install 'movierec[ann]'): scoring every movie exactly")
         return None
+    if gpu:
+        check_gpu(0)  # before any work: an explicit GPU request that cannot be met is bad input
     folder = Path(folder) if folder is not None else None
     index = AnnIndex.load(folder, model.name, parts) if folder is not None else None
-    if index is None:
+    built = index is None
+    if built:
         index = AnnIndex.build(parts)
+    if gpu or (gpu is None and faiss_gpus()):
+        try:
+            index.to_gpu(0)
+        except (RuntimeError, ConfigError) as exc:
+            if gpu:
+                raise
+            log.warning("could not put the ann index on the GPU (%s); searching it on the CPU", exc)
+    if built:
         _calibrate(AnnRetriever(index, parts), model, target_recall)
         if folder is not None:
             try:
@@ -411,5 +426,6 @@ def _seen_ahead(parts: DotParts, users: np.ndarray, kth: np.ndarray, seen: sp.cs
 def describe(retriever: Any) -> str:
     """One line for people: what the retriever is and how good its calibration was."""
     index = retriever.index
-    return (f"approximate top-k (faiss IVF, {index.nlist} lists, nprobe {index.nprobe}): "
+    where = "" if index.gpu is None else f" on GPU {index.gpu_device}"
+    return (f"approximate top-k (faiss IVF{where}, {index.nlist} lists, nprobe {index.nprobe}): "
             f"recall@10 {index.recall:.3f} against exact lists")
