@@ -120,8 +120,12 @@ def synthesize(
         n_users, n_items, n_ratings: sizes; ``n_ratings <= n_users * n_items``.
         scale: ``"0.5-5"`` (half stars, like ml-10m and later) or ``"1-5"`` (whole stars, like
             ml-100k and ml-1m).
-        seed: an int or a Generator; the same int gives the same dataset. Ratings, timestamps and
-            the catalog come from independent streams, so ``with_timestamps`` changes nothing else.
+        seed: an int or a Generator; the same int gives the same dataset on the same kind of CPU
+            (numpy runs its own AVX-512 log and power where the CPU has them, which round
+            differently from the C library's: another CPU may draw slightly different rows;
+            tests/data/test_synth.py pins the data under numpy's baseline code). Ratings, timestamps
+            and the catalog come from independent streams, so ``with_timestamps`` changes nothing
+            else.
         factors: latent dimensions behind the ratings.
         with_timestamps: whether ratings carry Unix-second timestamps.
         name: the dataset's name.
