@@ -35,8 +35,8 @@ Both paths use every core (numpy's BLAS and faiss' OpenMP). Figures vary with th
 project's shared box is 2 cores shared by several sessions; run it on a quiet machine for publication.
 
 GPU section (only where faiss can use a GPU: faiss-gpu-cu12 in place of faiss-cpu, and a GPU): the
-same models, users and calls with the index searched on GPU 0 (`attach(..., gpu=True)`: built,
-calibrated and searched there, deeper fetches than the GPU's k-selection allows on the CPU index),
+same models, users and calls with the index searched on GPU 0 (`attach(..., gpu=True)`: copied
+there, calibrated and searched there; deeper fetches than the GPU's k-selection allows on the CPU),
 against the CPU index and every movie scored, timed in turns as above; and its recall@10.
 """
 
