@@ -213,6 +213,8 @@ class AnnIndex:
         faiss = load_faiss()
         options = faiss.GpuClonerOptions()
         options.useFloat16 = False  # full float32 vectors: the CPU index's products and error bound
+        if hasattr(options, "use_cuvs"):  # faiss' own GPU IVF, whose k-selection limit is GPU_MAX_K
+            options.use_cuvs = False
         self.gpu = faiss.index_cpu_to_gpu(_gpu_resources(), device, self.index, options)
         self.gpu_device = device
 
