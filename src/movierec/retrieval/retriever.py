@@ -392,15 +392,16 @@ def _calibrate(retriever: AnnRetriever, model: Recommender, target: float, k: in
     want, _ = _exact(model, users, width, model.seen_, None)
     wanted = int((want >= 0).sum())
     kth = exact_scores(parts, users, want[:, -1:])  # -inf where a user has fewer than k movies left
-    tolerance = 1e-6 * np.maximum(np.abs(np.where(np.isfinite(kth), kth, 0.0)), 1.0)
+    # the score a movie must reach to count (ties swap freely)
+    reach = kth - 1e-6 * np.maximum(np.abs(np.where(np.isfinite(kth), kth, 0.0)), 1.0)
 
     def recall_at(nprobe: int) -> float:
         retriever.index.nprobe = nprobe
         got, _ = retriever.top_k(model, users, width, model.seen_, None)
-        hit = (got >= 0) & (exact_scores(parts, users, got) >= kth - tolerance)
+        hit = (got >= 0) & (exact_scores(parts, users, got) >= reach)
         return float(hit.sum() / max(wanted, 1))
 
-    retriever.index.seen_ahead = _seen_ahead(parts, users, kth - tolerance, model.seen_[users])
+    retriever.index.seen_ahead = _seen_ahead(parts, users, reach, model.seen_[users])
     retriever.index.calibrate(recall_at, target)
     retriever.ann_users = retriever.exact_users = 0
 
@@ -413,9 +414,7 @@ def _seen_ahead(parts: DotParts, users: np.ndarray, kth: np.ndarray, seen: sp.cs
     counts."""
     counts = np.diff(seen.indptr)
     rows = np.repeat(np.arange(len(users)), counts)
-    x = np.asarray(parts.users[users], np.float64)[rows]
-    scores = (np.einsum("nk,nk->n", x, np.asarray(parts.items[seen.indices], np.float64))
-              + np.asarray(parts.offsets, np.float64)[seen.indices])
+    scores = exact_scores(parts, users[rows], seen.indices[:, None])[:, 0]  # one (user, movie) a row
     ahead = np.bincount(rows[scores >= kth[rows, 0]], minlength=len(users))
     counted = (counts > 0) & np.isfinite(kth[:, 0])
     if not counted.any():
