@@ -171,7 +171,8 @@ class AnnRetriever:
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Top ``width`` of ``m`` fetched per user, which users' lists are complete, whose probed
         lists ran out before ``m`` movies (a deeper fetch with as many lists finds no more), and
-        whose near-ties at the list's edge the index's products cannot settle. ``seen``:
+        whose near-ties at the list's edge the index's products cannot settle. Only complete lists
+        are re-scored (the others are fetched again): the rest of the rows are -1 / -inf. ``seen``:
         the users' excluded movies as (row within ``users``, movie) pairs, rows ascending."""
         found, inner = self.index.search(parts.users[users], m, nprobe)
         valid = found >= 0
@@ -194,8 +195,16 @@ class AnnRetriever:
         users64 = np.asarray(parts.users[users], np.float64)
         short = min(m - 1, width + _SPARE)  # the next fetched one tells whether the spares settle it
         unsettled = np.zeros(len(found), dtype=bool)
+        top = np.full((len(found), width), -1, dtype=np.int64)
+        top_values = np.full((len(found), width), -np.inf)
+
+        def rescore(which: np.ndarray, slots: np.ndarray) -> None:
+            if which.any():
+                top[which], top_values[which] = rescore_top(users64[which], parts.items, parts.offsets,
+                                                            slots[which], width)
+
         if m <= width or m >= len(parts.items):  # nothing past the fetch: re-score all of it
-            top, top_values = rescore_top(users64, parts.items, parts.offsets, kept, width)
+            rescore(full, kept)
             return top, top_values, full, ran_out, unsettled
         rows = np.arange(len(found))[:, None]
         pick = np.argsort(~valid, axis=1, kind="stable")[:, : short + 1]  # valid ones first, in order
@@ -208,12 +217,8 @@ class AnnRetriever:
         full &= ~unsettled
         if short < width + _SPARE:  # the fetch held fewer spares: a deeper one holds them all
             unsettled[:] = False  # (not full: fetched again twice as deep)
-        top = np.full((len(kept), width), -1, dtype=np.int64)
-        top_values = np.full((len(kept), width), -np.inf)
-        for which, slots in ((proven, width), (~proven & ~unsettled, short)):
-            if which.any():
-                top[which], top_values[which] = rescore_top(users64[which], parts.items, parts.offsets,
-                                                            kept[which, :slots], width)
+        rescore(proven & full, kept[:, :width])
+        rescore(~proven & full, kept[:, :short])  # full excludes the unsettled
         return top, top_values, full, ran_out, unsettled
 
     def _bound(self, users64: np.ndarray) -> np.ndarray:
