@@ -81,6 +81,19 @@ def _best_s(call, repeats: int) -> float:
     return best
 
 
+def _in_turns(model, ranked, use, paths, repeats: int) -> list[list[float]]:
+    """Seconds of ``ranked()`` per path and round: each round times every path once, in order, so
+    that the machine's drift (its speed moved by 1.5x within minutes on the shared box) hits all
+    alike. ``paths``: (retriever or None, ranker, calls: best of that many) each."""
+    seconds = [[] for _ in paths]
+    for _ in range(repeats):
+        for times, (retriever, ranker, calls) in zip(seconds, paths, strict=True):
+            model.retriever = retriever
+            use(ranker)
+            times.append(_best_s(ranked, calls))
+    return seconds
+
+
 def _qps(call, n: int, repeats: int) -> float:
     return n / _best_s(call, repeats)
 
@@ -145,18 +158,11 @@ def main() -> None:
         ann_items = model.recommend_indices(users, 10)[0]
         model.retriever = None
         exact_items = model.recommend_indices(users, 10)[0]
-        # exact and faiss in turns, so that the machine's drift (its speed moved by 1.5x within
-        # minutes on the shared box) hits both alike; the speed-up is the median of the rounds'
+        # every movie, exact and faiss in turns; a speed-up is the median of the rounds' ratios
         staged, every, use = _unstaged(model)
-        every_s, exact_s, ann_s = [], [], []
-        for _ in range(args.repeats):
-            model.retriever = None
-            use(every)
-            every_s.append(_best_s(ranked, 1))
-            use(staged)
-            exact_s.append(_best_s(ranked, 3))
-            model.retriever = retriever
-            ann_s.append(_best_s(ranked, 3))
+        every_s, exact_s, ann_s = _in_turns(
+            model, ranked, use, [(None, every, 1), (None, staged, 3), (retriever, staged, 3)],
+            args.repeats)
         every_qps, exact_qps = len(users) / min(every_s), len(users) / min(exact_s)
         ann_qps = len(users) / min(ann_s)
         speedup = float(np.median(np.divide(every_s, ann_s)))
@@ -182,7 +188,7 @@ def main() -> None:
                 use(ranker)
                 single_s[key].append(_best_s(one_by_one, 1))
         model.retriever = retriever
-        fitted[name] = (model, users, ranked, every, use)
+        fitted[name] = (model, users, ranked, staged, every, use)
         rows.append({
             "model": name, "fit_s": fit_s, "build_s": build_s, "nlist": retriever.index.nlist,
             "nprobe": retriever.index.nprobe, "calibration": retriever.index.recall,
@@ -222,20 +228,14 @@ def main() -> None:
     print(f"\nGPU (faiss-gpu), {faiss_gpus()} GPU(s) visible to faiss:")
     print(f"{'model':<15}{'every q/s':>11}{'cpu q/s':>11}{'gpu q/s':>11}{'vs every':>10}{'vs cpu':>9}"
           f"{'recall@10':>11}  index")
-    for name, (model, users, ranked, every, use) in fitted.items():
+    for name, (model, users, ranked, staged, every, use) in fitted.items():
         cpu = model.retriever
         start = time.perf_counter()
         gpu = attach(model, ann="on", target_recall=args.target, gpu=True)
         build_s = time.perf_counter() - start
         found = model.recommend_indices(users, 10)[0]
-        every_s, cpu_s, gpu_s = [], [], []
-        for _ in range(args.repeats):
-            model.retriever = None
-            use(every)
-            every_s.append(_best_s(ranked, 1))
-            for attached, times in ((cpu, cpu_s), (gpu, gpu_s)):
-                model.retriever = attached
-                times.append(_best_s(ranked, 3))
+        every_s, cpu_s, gpu_s = _in_turns(
+            model, ranked, use, [(None, every, 1), (cpu, staged, 3), (gpu, staged, 3)], args.repeats)
         n = len(users)
         print(f"{name:<15}{n / min(every_s):>11,.0f}{n / min(cpu_s):>11,.0f}{n / min(gpu_s):>11,.0f}"
               f"{float(np.median(np.divide(every_s, gpu_s))):>9.1f}x"
